@@ -1,0 +1,216 @@
+"""Settings: one TOML file plus METRICS_ROUTER_<SECTION>_<KEY> environment overrides.
+
+Every key is validated at start-up and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+from .errors import ConfigError
+
+ENV_PREFIX = "METRICS_ROUTER_"
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+NonNegative = Annotated[int, Meta(ge=0)]
+Positive = Annotated[int, Meta(ge=1)]
+ClientId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+
+
+class Section(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for config sections: unknown keys are errors."""
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # How many proxies in front of us append to X-Forwarded-For; the client
+    # address is the entry that many hops from the right.
+    trusted_proxies: NonNegative = 0
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+    max_events_per_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    shutdown_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+
+
+class FlowSettings(Section):
+    # Empty: a random key is made at start (flow ids then verify only in this process).
+    key: str = ""
+    expiry_seconds: Positive = 7200
+    max_event_offset_seconds: Positive = 172800
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    clients: dict[ClientId, str] = msgspec.field(default_factory=dict)
+
+
+class RulesSettings(Section):
+    # Empty: the bundled rules/ directory.
+    paths: list[str] = msgspec.field(default_factory=list)
+    cache_size: Annotated[int, Meta(ge=16)] = 65536
+
+
+class SinkSettings(Section):
+    enabled: bool = True
+    # In-memory queue between ingest and this sink; beyond it records are
+    # counted and logged as dropped (queue_full).
+    queue_size: Positive = 200_000
+    batch_size: Positive = 1000
+
+
+class LogSinkSettings(SinkSettings):
+    path: str = "-"
+    logger: str = "metrics-router"
+    flush_interval_ms: NonNegative = 50
+
+
+class MemorySinkSettings(SinkSettings):
+    pass
+
+
+class SinksSettings(Section):
+    log: LogSinkSettings | None = None
+    memory: MemorySinkSettings | None = None
+
+
+class Settings(Section):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
+    rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
+    sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
+
+    def __post_init__(self) -> None:
+        if not any(_enabled_sinks(self.sinks)):
+            # The embedded default: mozlog lines to stdout.
+            self.sinks.log = LogSinkSettings()
+
+
+def _enabled_sinks(sinks: SinksSettings) -> Iterator[tuple[str, SinkSettings]]:
+    for name in sinks.__struct_fields__:
+        value = getattr(sinks, name)
+        if isinstance(value, SinkSettings) and value.enabled:
+            yield name, value
+
+
+def enabled_sinks(settings: Settings) -> list[tuple[str, SinkSettings]]:
+    """The configured sinks in declaration order, as (name, settings)."""
+    return list(_enabled_sinks(settings.sinks))
+
+
+def _section_type(tp: Any) -> type[Section] | None:
+    """The Section class behind a field type (unwrapping `X | None`)."""
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        for arg in typing.get_args(tp):
+            found = _section_type(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _fields(cls: type[Section]) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _env_keys(
+    cls: type[Section], path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+    """Yield (ENV_NAME, key path, type) for every scalar key below cls."""
+    for name, tp in _fields(cls).items():
+        sub = _section_type(tp)
+        if sub is not None:
+            yield from _env_keys(sub, (*path, name))
+        else:
+            env = ENV_PREFIX + "_".join((*path, name)).upper()
+            yield env, (*path, name), tp
+
+
+def _env_value(raw: str, tp: Any) -> Any:
+    origin = typing.get_origin(tp) or tp
+    if origin in (list, dict):
+        text = raw.strip()
+        if text.startswith(("[", "{")):
+            return msgspec.json.decode(text)
+        if origin is list:
+            return [item.strip() for item in text.split(",") if item.strip()]
+    return raw
+
+
+def _overlay_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> None:
+    known = {env: (path, tp) for env, path, tp in _env_keys(Settings)}
+    for env, raw in environ.items():
+        if not env.startswith(ENV_PREFIX):
+            continue
+        if env not in known:
+            problems.append(f"environment: {env} is not a known setting")
+            continue
+        path, tp = known[env]
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                problems.append(f"environment: {env} overrides a non-table [{part}]")
+                break
+            node = child
+        else:
+            try:
+                node[path[-1]] = _env_value(raw, tp)
+            except msgspec.DecodeError as exc:
+                problems.append(f"environment: {env}: {exc}")
+
+
+def _check(cls: type[Section], data: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    """Convert each key on its own so that every bad key is reported, not just the first."""
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a table, got {type(data).__name__}")
+        return {}
+    fields = _fields(cls)
+    good: dict[str, Any] = {}
+    for key, value in data.items():
+        label = f"{where}.{key}" if where else key
+        if key not in fields:
+            problems.append(f"{label}: unknown key")
+            continue
+        sub = _section_type(fields[key])
+        if sub is not None:
+            checked = _check(sub, value, label, problems)
+            good[key] = checked
+            continue
+        try:
+            msgspec.convert(value, fields[key], strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        good[key] = value
+    return good
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate the configuration; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: {exc}"]) from exc
+    _overlay_env(data, os.environ if environ is None else environ, problems)
+    good = _check(Settings, data, "", problems)
+    if problems:
+        raise ConfigError([f"{path or 'config'}: {p}" for p in problems])
+    try:
+        return msgspec.convert(good, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([f"{path or 'config'}: {exc}"]) from exc

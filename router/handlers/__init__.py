@@ -1,0 +1,1 @@
+"""HTTP handlers: request in, status out; the work happens in the pipeline."""

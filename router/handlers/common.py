@@ -1,0 +1,80 @@
+"""What every handler needs from a request: client address, locale, errors as JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import BadRequest, RouterError
+from ..flow import now_ms
+from ..mapping import RequestInfo
+from ..state import STATE
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_json.encode(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def client_ip(request: web.Request, trusted_proxies: int) -> str | None:
+    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For."""
+    remote = request.remote
+    if trusted_proxies <= 0:
+        return remote
+    chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+    if remote:
+        chain.append(remote)
+    if not chain:
+        return None
+    return chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+
+
+def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
+    headers = request.headers
+    language = headers.get("Accept-Language", "")
+    locale = language.split(",", 1)[0].split(";", 1)[0].strip() or None
+    return RequestInfo(
+        received=now_ms(),
+        user_agent=headers.get("User-Agent", ""),
+        ip=client_ip(request, trusted_proxies),
+        dnt=headers.get("DNT") == "1",
+        locale=locale,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
+    try:
+        return await handler(request)
+    except RouterError as exc:
+        endpoint = request.match_info.route.resource
+        name = endpoint.canonical if endpoint is not None else request.path
+        reason = exc.reason if isinstance(exc, BadRequest) else "error"
+        request.app[STATE].stats.incr(
+            "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
+        )
+        body = exc.body() if isinstance(exc, BadRequest) else {"error": str(exc)}
+        return json_response(body, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        request.app[STATE].stats.incr(
+            "request.rejected",
+            1,
+            {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},
+        )
+        return json_response(
+            {"error": exc.reason, "message": exc.text or exc.reason, "statusCode": exc.status},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )

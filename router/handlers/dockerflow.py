@@ -1,0 +1,62 @@
+"""Dockerflow: `/__version__`, `/__heartbeat__`, `/__lbheartbeat__`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from .. import __version__
+from ..state import STATE
+from .common import json_response
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@cache
+def version_info() -> dict[str, str]:
+    """version.json when a build wrote one, else the package version and git commit."""
+    path = ROOT / "version.json"
+    if path.is_file():
+        data = msgspec.json.decode(path.read_bytes())
+        if isinstance(data, dict):
+            return {k: str(v) for k, v in data.items()}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"version": __version__, "commit": commit, "source": "metrics-router"}
+
+
+async def get_version(request: web.Request) -> web.Response:
+    return json_response(await asyncio.to_thread(version_info))
+
+
+async def get_lbheartbeat(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def get_heartbeat(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    checks: dict[str, str] = {}
+    for runner in state.dispatcher.runners:
+        try:
+            async with asyncio.timeout(2):
+                ok = await runner.sink.healthy()
+        except (TimeoutError, OSError):
+            ok = False
+        checks[f"sink.{runner.sink.name}"] = "ok" if ok else "error"
+    healthy = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503
+    )

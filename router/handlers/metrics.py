@@ -1,0 +1,61 @@
+"""`POST /metrics`: validate the whole batch, answer 200, then process it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..events import MetricsBody, metrics_body_decoder
+from ..mapping import RequestInfo
+from ..state import STATE, RouterState
+from .common import request_info
+
+SUCCESS = b'{"success":true}'
+
+
+def check_ranges(body: MetricsBody, max_offset_ms: int, max_events: int) -> None:
+    """FxA's checks after the schema: duration, flush-start span, every event offset."""
+    if len(body.events) > max_events:
+        raise BadRequest(f"too many events (at most {max_events})", "$.events", "too_many_events")
+    if not 0 <= body.duration <= max_offset_ms:
+        raise BadRequest("invalid duration", "$.duration", "bad_duration")
+    span = body.flushTime - body.startTime
+    if not 0 <= span <= max_offset_ms:
+        raise BadRequest(
+            f"max offset exceeds maximum of {max_offset_ms}", "$.flushTime", "bad_flush_time"
+        )
+    for index, event in enumerate(body.events):
+        if event.offset > span:
+            raise BadRequest(
+                f"offset exceeds maximum of {span}", f"$.events[{index}].offset", "bad_event_offset"
+            )
+
+
+def decode_body(data: bytes) -> MetricsBody:
+    try:
+        return metrics_body_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise BadRequest.from_validation(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", "$", "bad_json") from exc
+
+
+def process(state: RouterState, body: MetricsBody, req: RequestInfo) -> None:
+    """Runs after the response is sent; CPU only, so it finishes before any shutdown await."""
+    state.dispatcher.submit(state.pipeline.process_batch(body, req))
+
+
+async def post_metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    settings = state.settings
+    # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
+    body = decode_body(await request.read())
+    check_ranges(
+        body, settings.flow.max_event_offset_seconds * 1000, settings.server.max_events_per_batch
+    )
+    req = request_info(request, settings.server.trusted_proxies)
+    asyncio.get_running_loop().call_soon(process, state, body, req)
+    return web.Response(body=SUCCESS, content_type="application/json")

@@ -1,0 +1,386 @@
+"""Turning validated input into outgoing records: flow events, Amplitude events, VWO conversions.
+
+Per request, everything that depends only on the request (user properties, the
+service name, the parsed User-Agent) is computed once and shared by the batch's
+records; per event only the rule lookup, the time and the record itself are made.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .events import FlowQuery, MetricsBody, present
+from .flow import FlowProblem, FlowSigner
+from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
+from .ruletable import Mapping, RuleTable
+from .stats import Stats
+from .useragent import parse_user_agent
+
+FLOW_BEGIN = "flow.begin"
+LOG_LIMIT = 100
+_UTM_OK = re.compile(r"^[\w.%-]+$").match
+_SNAKE_UPPER = re.compile(r"([a-z])([A-Z])")
+_SNAKE_SEP = re.compile(r"[.-]")
+_APP_VERSION = re.compile(r"([0-9]+)\.([0-9]+)$")
+
+FORM_TYPES = {
+    "email": ("screen.enter-email", "flow.enter-email.view"),
+    "button": ("screen.rp-button", "flow.rp-button.view"),
+    "subscribe": ("screen.subscribe", "flow.subscribe.view"),
+}
+
+
+class RequestInfo(msgspec.Struct, frozen=True):
+    """What the HTTP layer knows about a request, beyond its body."""
+
+    received: int
+    user_agent: str = ""
+    ip: str | None = None
+    dnt: bool = False
+    locale: str | None = None
+
+
+def to_snake_case(text: str) -> str:
+    """FxA's toSnakeCase: camelCase and dots/dashes to snake_case."""
+    return _SNAKE_SEP.sub("_", _SNAKE_UPPER.sub(r"\1_\2", text)).lower()
+
+
+def _cut(value: Any) -> str | None:
+    value = present(value)
+    return value[:LOG_LIMIT] if isinstance(value, str) else None
+
+
+class Subject(msgspec.Struct, kw_only=True):
+    """The request-wide data every record of a batch draws on."""
+
+    source: Any
+    flow_id: str | None = None
+    flow_begin_time: int | None = None
+    uid: str | None = None
+    device_id: str | None = None
+    lang: str | None = None
+    service: str | None = None
+    context: str | None = None
+    entrypoint: str | None = None
+    entrypoint_experiment: str | None = None
+    entrypoint_variation: str | None = None
+    utm_campaign: str | None = None
+    utm_content: str | None = None
+    utm_medium: str | None = None
+    utm_source: str | None = None
+    utm_term: str | None = None
+    plan_id: str | None = None
+    product_id: str | None = None
+    sync_engines: list[str] = msgspec.field(default_factory=list)
+    experiments: list[str] = msgspec.field(default_factory=list)
+
+    @classmethod
+    def from_body(cls, body: MetricsBody) -> Subject:
+        return cls(
+            source=body,
+            flow_id=body.flowId.lower() if body.flowId else None,
+            flow_begin_time=body.flowBeginTime,
+            uid=present(body.uid),
+            device_id=present(body.deviceId),
+            lang=present(body.lang),
+            service=present(body.service),
+            context=present(body.context),
+            entrypoint=present(body.entrypoint) or present(body.entryPoint),
+            entrypoint_experiment=present(body.entrypoint_experiment),
+            entrypoint_variation=present(body.entrypoint_variation),
+            utm_campaign=present(body.utm_campaign),
+            utm_content=present(body.utm_content),
+            utm_medium=present(body.utm_medium),
+            utm_source=present(body.utm_source),
+            utm_term=present(body.utm_term),
+            plan_id=present(body.planId) or present(body.plan_id),
+            product_id=present(body.productId) or present(body.product_id),
+            sync_engines=list(body.syncEngines),
+            experiments=[
+                f"{to_snake_case(e.choice)}_{to_snake_case(e.group)}" for e in body.experiments
+            ],
+        )
+
+    @classmethod
+    def from_query(cls, query: FlowQuery, flow_id: str, begin: int, device_id: str) -> Subject:
+        return cls(
+            source=query,
+            flow_id=flow_id,
+            flow_begin_time=begin,
+            uid=query.uid,
+            device_id=device_id,
+            service=present(query.service),
+            context=present(query.context),
+            entrypoint=present(query.entrypoint),
+            entrypoint_experiment=present(query.entrypoint_experiment),
+            entrypoint_variation=present(query.entrypoint_variation),
+            utm_campaign=present(query.utm_campaign),
+            utm_content=present(query.utm_content),
+            utm_medium=present(query.utm_medium),
+            utm_source=present(query.utm_source),
+            utm_term=present(query.utm_term),
+            product_id=present(query.product_id),
+        )
+
+    def field(self, name: str) -> Any:
+        """A request field by its wire name, for rules that copy fields into properties."""
+        return present(getattr(self.source, name, None))
+
+
+class Pipeline:
+    """Builds records from requests; owns nothing but references to shared tables."""
+
+    def __init__(
+        self,
+        rules: RuleTable,
+        signer: FlowSigner,
+        stats: Stats,
+        clients: dict[str, str] | None = None,
+        app_version: str | None = None,
+    ) -> None:
+        self.rules = rules
+        self.signer = signer
+        self.stats = stats
+        self.clients = clients or {}
+        # Amplitude's app_version is the product's "major.minor" (FxA: its train).
+        version = _APP_VERSION.search(app_version or "")
+        self.app_version = version.group(0) if version else None
+
+    # -- shared per-request parts ---------------------------------------------------------
+
+    def _service_name(self, service: str | None) -> tuple[str | None, str | None]:
+        if not service or service == "content-server":
+            return None, None
+        if service == "sync":
+            return "sync", None
+        return self.clients.get(service, "undefined_oauth"), service
+
+    def _templates(
+        self, subject: Subject, req: RequestInfo
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(event fields, base event_properties, user_properties) shared by a batch."""
+        ua = parse_user_agent(req.user_agent)
+        service_name, client_id = self._service_name(subject.service)
+        event_properties = {
+            k: v
+            for k, v in (
+                ("service", service_name),
+                ("oauth_client_id", client_id),
+                ("plan_id", subject.plan_id),
+                ("product_id", subject.product_id),
+            )
+            if v
+        }
+        user_properties: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("entrypoint", subject.entrypoint),
+                ("entrypoint_experiment", subject.entrypoint_experiment),
+                ("entrypoint_variation", subject.entrypoint_variation),
+                ("flow_id", subject.flow_id),
+                ("ua_browser", ua.browser),
+                ("ua_version", ua.browser_version),
+                ("utm_campaign", subject.utm_campaign),
+                ("utm_content", subject.utm_content),
+                ("utm_medium", subject.utm_medium),
+                ("utm_source", subject.utm_source),
+                ("utm_term", subject.utm_term),
+            )
+            if v
+        }
+        if subject.sync_engines:
+            user_properties["sync_engines"] = subject.sync_engines
+        append: dict[str, Any] = {}
+        if service_name:
+            append["fxa_services_used"] = service_name
+        if subject.experiments:
+            append["experiments"] = subject.experiments
+        if append:
+            user_properties["$append"] = append
+        fields = {
+            "user_id": subject.uid,
+            "device_id": subject.device_id,
+            "session_id": subject.flow_begin_time,
+            "app_version": self.app_version,
+            "language": subject.lang,
+            "os_name": ua.os,
+            "os_version": ua.os_version,
+            "device_model": ua.form_factor,
+        }
+        return fields, event_properties, user_properties
+
+    def _flow_fields(self, subject: Subject, req: RequestInfo) -> dict[str, Any]:
+        fields = {
+            "flow_id": subject.flow_id,
+            "context": _cut(subject.context),
+            "entrypoint": _cut(subject.entrypoint),
+            "service": _cut(subject.service),
+            "locale": _cut(req.locale or subject.lang),
+            "userAgent": _cut(req.user_agent),
+        }
+        if not req.dnt:
+            for key in ("utm_campaign", "utm_content", "utm_medium", "utm_source"):
+                value = getattr(subject, key)
+                if value and _UTM_OK(value):
+                    fields[key] = value[:LOG_LIMIT]
+        return fields
+
+    # -- one event ------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        out: RecordBatch,
+        name: str,
+        time: int,
+        subject: Subject,
+        req: RequestInfo,
+        shared: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+        match: Callable[[str], Mapping | None],
+    ) -> bool:
+        mapping = match(name)
+        if mapping is None:
+            return False
+        fields, base_props, user_props = shared
+        props = base_props
+        if mapping.properties or mapping.fields:
+            props = {**base_props, **mapping.properties}
+            for prop, field in mapping.fields:
+                value = subject.field(field)
+                if value is not None:
+                    props[prop] = value
+        append = out.amplitude.append
+        if mapping.minimal:
+            minimal = {"service": base_props["service"]} if "service" in base_props else {}
+            append(
+                AmplitudeEvent(
+                    event_type=mapping.event_type,
+                    time=time,
+                    user_id=fields["user_id"],
+                    app_version=fields["app_version"],
+                    event_properties=minimal,
+                )
+            )
+        else:
+            append(
+                AmplitudeEvent(
+                    event_type=mapping.event_type,
+                    time=time,
+                    **fields,
+                    event_properties=props,
+                    user_properties=user_props,
+                )
+            )
+            for extra in mapping.also:
+                append(
+                    AmplitudeEvent(
+                        event_type=extra.event_type,
+                        time=time + extra.delay_ms,
+                        **fields,
+                        event_properties=props,
+                        user_properties=user_props,
+                    )
+                )
+        if mapping.vwo and subject.uid:
+            out.vwo.append(
+                VwoConversion(
+                    name=mapping.vwo,
+                    user_id=subject.uid,
+                    time=time,
+                    properties={
+                        f: v for f in mapping.vwo_fields if (v := subject.field(f)) is not None
+                    },
+                    user_agent=req.user_agent or None,
+                    ip=req.ip,
+                )
+            )
+        return True
+
+    # -- whole requests -------------------------------------------------------------------
+
+    def check_flow(self, body: MetricsBody, now: int) -> FlowProblem | None:
+        return self.signer.check(body.flowId, body.flowBeginTime, now)
+
+    def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
+        """The records of one `POST /metrics` batch (empty when its flow is refused)."""
+        out = RecordBatch()
+        stats = self.stats
+        problem = self.signer.check(body.flowId, body.flowBeginTime, req.received)
+        if problem is not None:
+            stats.incr("metrics.batch.dropped", 1, {"reason": problem.value})
+            stats.incr("metrics.events.dropped", len(body.events), {"reason": problem.value})
+            return out
+        subject = Subject.from_body(body)
+        begin = body.flowBeginTime or 0
+        shared = self._templates(subject, req)
+        flow_fields = self._flow_fields(subject, req)
+        skew = req.received - body.flushTime
+        start = body.startTime + skew
+        oldest = req.received - self.signer.expiry_ms
+        match = self.rules.match
+        flows = out.flow
+        initial_view = present(body.initialView)
+        unmapped = stale = 0
+        for event in body.events:
+            name = event.type
+            if name == FLOW_BEGIN:
+                time = begin
+                flow_time = 0
+            else:
+                time = start + event.offset
+                if name == "loaded":
+                    name = f"flow.performance.{initial_view}"
+                if not oldest < time <= req.received:
+                    stale += 1
+                    continue
+                if name.startswith("flow.timing."):
+                    sep = name.rfind(".")
+                    try:
+                        flow_time = int(float(name[sep + 1 :]))
+                    except ValueError:
+                        stale += 1
+                        continue
+                    name = name[:sep]
+                else:
+                    flow_time = time - begin
+            if not self._emit(out, name, time, subject, req, shared, match):
+                unmapped += 1
+            if name.startswith("screen."):
+                name = f"flow.{name[7:]}.view"
+            if name.startswith("flow."):
+                flows.append(FlowEvent(event=name, flow_time=flow_time, time=time, **flow_fields))
+        stats.incr("metrics.events.accepted", len(body.events))
+        if unmapped:
+            stats.incr("metrics.events.unmapped", unmapped)
+        if stale:
+            stats.incr("metrics.events.dropped", stale, {"reason": "bad_time"})
+        return out
+
+    def begin_flow(
+        self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
+    ) -> RecordBatch:
+        """`flow.begin` and the form_type events of `GET /metrics-flow`."""
+        out = RecordBatch()
+        subject = Subject.from_query(query, flow_id, begin, device_id)
+        shared = self._templates(subject, req)
+        flow_fields = self._flow_fields(subject, req)
+        self._emit(out, FLOW_BEGIN, begin, subject, req, shared, self.rules.match)
+        out.flow.append(FlowEvent(event=FLOW_BEGIN, flow_time=0, time=begin, **flow_fields))
+        if query.form_type in FORM_TYPES:
+            screen, flow_event = FORM_TYPES[query.form_type]
+            self._emit(out, screen, begin, subject, req, shared, self.rules.match)
+            out.flow.append(FlowEvent(event=flow_event, flow_time=0, time=begin, **flow_fields))
+        return out
+
+    def engage(
+        self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
+    ) -> RecordBatch:
+        """A relying party's engage ping: `fxa_rp - engage` for the uid, no flow.begin."""
+        out = RecordBatch()
+        subject = Subject.from_query(query, flow_id, begin, device_id)
+        shared = self._templates(subject, req)
+        self._emit(out, "flow.rp.engage", begin, subject, req, shared, self.rules.match)
+        return out

@@ -1,0 +1,77 @@
+"""Outgoing records: what the pipeline hands to sinks.
+
+Records are immutable once built; sub-dicts (user_properties, event_properties)
+may be shared between the records of one batch and must be treated as read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+
+class AmplitudeEvent(Struct, omit_defaults=True, kw_only=True):
+    """One Amplitude HTTP API event, before the delivery sink hashes ids."""
+
+    event_type: str
+    time: int
+    user_id: str | None = None
+    device_id: str | None = None
+    session_id: int | None = None
+    app_version: str | None = None
+    language: str | None = None
+    country: str | None = None
+    region: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    device_model: str | None = None
+    event_properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    user_properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    insert_id: str | None = None
+
+
+class FlowEvent(Struct, omit_defaults=True, kw_only=True):
+    """A flow event log record (FxA's `flowEvent`)."""
+
+    event: str
+    flow_id: str
+    flow_time: int
+    time: int
+    context: str | None = None
+    entrypoint: str | None = None
+    service: str | None = None
+    locale: str | None = None
+    userAgent: str | None = None
+    country: str | None = None
+    region: str | None = None
+    utm_campaign: str | None = None
+    utm_content: str | None = None
+    utm_medium: str | None = None
+    utm_source: str | None = None
+
+
+class VwoConversion(Struct, omit_defaults=True, kw_only=True):
+    """A conversion for VWO's trackEvent: the metric identifier and who converted."""
+
+    name: str
+    user_id: str
+    time: int
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    user_agent: str | None = None
+    ip: str | None = None
+
+
+Record = AmplitudeEvent | FlowEvent | VwoConversion
+
+
+class RecordBatch(Struct):
+    """All the records one request produced, by kind."""
+
+    amplitude: list[AmplitudeEvent] = msgspec.field(default_factory=list)
+    flow: list[FlowEvent] = msgspec.field(default_factory=list)
+    vwo: list[VwoConversion] = msgspec.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.amplitude) + len(self.flow) + len(self.vwo)

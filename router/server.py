@@ -1,0 +1,43 @@
+"""Running the app: uvloop, graceful stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .app import make_app
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight work and drain the sinks."""
+    app = make_app(settings)
+    server = settings.server
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    # run_app owns the loop from here and closes it on exit.
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        shutdown_timeout=server.shutdown_timeout_seconds,
+        access_log=None,
+        # Called once the sockets are bound: a reliable readiness line.
+        print=lambda _: log.info(
+            "metrics-router listening on http://%s:%d", server.host, server.port
+        ),
+        loop=loop,
+        handle_signals=True,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import types
 from collections.abc import Mapping as AbcMapping
@@ -146,10 +145,15 @@ class RuleTable:
         self.exact_count = len(exact)
         self.fuzzy_count = len(fuzzy)
         self.warnings = warnings
-        # The bound keeps memory flat under floods of distinct (hostile) names; negative
-        # results are cached too, so a repeated unknown name never rescans the regexes.
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._scan)
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self.cache_size = cache_size
+        # One dict serves exact names and cached fuzzy results (negative ones too), so a
+        # repeated name costs a single lookup and never rescans the regexes. When
+        # `cache_size` fuzzy results have accumulated, they are all dropped at once: memory
+        # stays flat under floods of distinct (hostile) names, and eviction stays O(1).
+        self._memo: dict[str, Mapping | None] = dict(exact)
+        self._cached = 0
 
     @property
     def groups(self) -> AbcMapping[str, str]:
@@ -160,17 +164,28 @@ class RuleTable:
 
     def match(self, name: str) -> Mapping | None:
         """The Mapping for `name`, or None when no rule gives one (the event is dropped)."""
-        hit = self._exact.get(name)
-        if hit is not None:
-            return hit
-        return self._cached(name)
+        try:
+            return self._memo[name]  # exceptions are free on the hit path since 3.11
+        except KeyError:
+            return self._miss(name)
 
-    def cache_info(self) -> functools._CacheInfo:
-        """Hit/miss counters and current size of the fuzzy-result cache."""
-        return self._cached.cache_info()
+    @property
+    def cache_len(self) -> int:
+        """How many fuzzy results (including negative ones) are cached now."""
+        return self._cached
 
     def cache_clear(self) -> None:
-        self._cached.cache_clear()
+        """Forget every cached fuzzy result (exact names stay)."""
+        self._memo = dict(self._exact)
+        self._cached = 0
+
+    def _miss(self, name: str) -> Mapping | None:
+        result = self._scan(name)
+        if self._cached >= self.cache_size:
+            self.cache_clear()
+        self._memo[name] = result
+        self._cached += 1
+        return result
 
     def _scan(self, name: str) -> Mapping | None:
         if name.endswith("\n"):

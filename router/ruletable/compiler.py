@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
 from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,16 +79,21 @@ class _Source:
             self._lines = (self.text or "").splitlines()
         return self._lines
 
-    def find(self, *needles: str, after: int = 0) -> int | None:
-        """1-based number of the first line (after line `after`) containing any needle."""
-        for number, line in enumerate(self.lines[after:], start=after + 1):
-            stripped = line.split("#", 1)[0] if not line.lstrip().startswith("match") else line
-            if any(n in stripped for n in needles):
+    def find(self, *needles: str) -> int | None:
+        """1-based number of the first line containing any needle outside a comment."""
+        for number, line in enumerate(self.lines, start=1):
+            # Event names, keys and group names never contain '#', so cutting there is safe.
+            code = line.split("#", 1)[0]
+            if any(n in code for n in needles):
                 return number
         return None
 
     def section_line(self, section: str) -> int | None:
-        return self.find(f"[{section}]", f"[{section}.", f"{section} =", f"{section}=")
+        header = re.compile(rf"^\s*(\[{re.escape(section)}[\].]|{re.escape(section)}\s*=)")
+        for number, line in enumerate(self.lines, start=1):
+            if header.match(line):
+                return number
+        return None
 
     def key_line(self, section: str, key: str) -> int | None:
         start = self.section_line(section) or 0
@@ -560,11 +565,3 @@ def _shadow_warnings(
 
 def _name(rule: CompiledRule) -> str:
     return rule.rule.split(": ", 1)[-1]
-
-
-def iter_problems(problems: list[RuleProblem]) -> Iterator[str]:
-    """Lines for a CLI: errors first, then warnings."""
-    for severity in ("error", "warning"):
-        for p in problems:
-            if p.severity == severity:
-                yield str(p)

@@ -222,6 +222,12 @@ def test_unknown_field_in_rule(tmp_path: Path) -> None:
     assert problem.line == 1
 
 
+def test_unquoted_dotted_exact_name(tmp_path: Path) -> None:
+    problem = only(problems_for(tmp_path, "[exact.flow.x]\ngroup = 'login'\nevent = 'x'\n"))
+    assert 'quote names that contain dots, e.g. [exact."flow.x"]' in problem.message
+    assert problem.line == 1
+
+
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     problem = only(problems_for(tmp_path, "[exactt.x]\ngroup = 'login'\nevent = 'x'\n"))
     assert "unknown top-level key 'exactt'" in problem.message

@@ -105,7 +105,7 @@ class _Source:
         return self.find(*quoted) or start or None
 
     def exact_line(self, key: str) -> int | None:
-        headers = (f'[exact."{key}"]', f"[exact.'{key}']", f"[exact.{key}]")
+        headers = (f'[exact."{key}"]', f"[exact.'{key}']", f"[exact.{key}]", f"[exact.{key}.")
         return self.find(*headers) or self.find(f'"{key}"', f"'{key}'")
 
     def fuzzy_line(self, index: int) -> int | None:
@@ -165,7 +165,7 @@ def _read_sources(paths: Sequence[str | Path]) -> tuple[list[_Source], list[Rule
 
 
 class _Report:
-    """Collects problems; `error`/`warn` take the source and a line."""
+    """Collects every problem, so one bad rule never hides the next."""
 
     def __init__(self, problems: list[RuleProblem]) -> None:
         self.problems = problems

@@ -103,6 +103,16 @@ def decode_rule_file(raw: dict[str, Any]) -> tuple[RuleFile, list[tuple[str, str
     exact: dict[str, ExactSpec] = {}
     raw_exact = convert(raw.get("exact", {}), dict[str, Any], "$.exact", "exact") or {}
     for key, body in raw_exact.items():
+        if isinstance(body, dict) and body and all(isinstance(v, dict) for v in body.values()):
+            # `[exact.flow.x]` (unquoted) nests tables instead of naming "flow.x".
+            problems.append(
+                (
+                    f"exact {key!r}",
+                    f"`$.exact.{_quote(key)}` holds tables, not a rule: quote names that "
+                    f'contain dots, e.g. [exact."{key}.{next(iter(body))}"]',
+                )
+            )
+            continue
         spec = convert(body, ExactSpec, f"$.exact.{_quote(key)}", f"exact {key!r}")
         if spec is not None:
             exact[key] = spec

@@ -20,7 +20,7 @@ from router.handlers.common import client_ip, request_info
 def test_client_ip(xff: str | None, trusted: int, expected: str) -> None:
     headers = {"X-Forwarded-For": xff} if xff else {}
     request = make_mocked_request("GET", "/", headers=headers)
-    request._transport_peername = ("10.0.0.9", 1234)  # type: ignore[attr-defined]
+    request._transport_peername = ("10.0.0.9", 1234)
     assert client_ip(request, trusted) == expected
 
 

@@ -47,6 +47,9 @@ class FakeAmplitude:
     order: list[str] = field(default_factory=list)
     _throttled: dict[str, int] = field(default_factory=dict)
 
+    # Requests hanging right now.
+    hung: int = 0
+
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
         self._release = asyncio.Event()
@@ -75,7 +78,10 @@ class FakeAmplitude:
     async def _fault(self, request: web.Request) -> web.StreamResponse | str | None:
         fault: Fault | None = self.faults.pop(0) if self.faults else None
         if self.hang_all or fault == "hang":
+            self.hung += 1
+            await self._notify()
             await self._release.wait()
+            self.hung -= 1
             return None
         if fault == "reset":
             assert request.transport is not None

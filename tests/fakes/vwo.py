@@ -27,6 +27,9 @@ class FakeVwo:
     batch_requests: int = 0
     single_requests: int = 0
 
+    # Requests hanging right now.
+    hung: int = 0
+
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
         self._release = asyncio.Event()
@@ -53,7 +56,10 @@ class FakeVwo:
     async def _fault(self, request: web.Request) -> web.StreamResponse | None:
         fault = self.faults.pop(0) if self.faults else None
         if self.hang_all or fault == "hang":
+            self.hung += 1
+            await self._notify()
             await self._release.wait()
+            self.hung -= 1
             return None
         if fault == "reset":
             assert request.transport is not None

@@ -74,9 +74,72 @@ class MemorySinkSettings(SinkSettings):
     pass
 
 
+def _require(section: Section, *names: str) -> None:
+    missing = [n for n in names if not getattr(section, n)]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} required")
+
+
+class AmplitudeSinkSettings(SinkSettings):
+    # Both required (checked in __post_init__; defaults only keep the Struct kw-only).
+    api_key: str = ""
+    # HMAC-SHA256 key for user ids and insert ids; required so raw uids never leave.
+    hmac_key: str = ""
+    url: str = "https://api2.amplitude.com/batch"
+    identify_url: str = "https://api2.amplitude.com/identify"
+    batch_size: Annotated[int, Meta(ge=1, le=2000)] = 1000
+    # Stay under the HTTP V2 limit (1 MB) even when `url` is /2/httpapi.
+    max_batch_bytes: Annotated[int, Meta(ge=1024)] = 900_000
+    flush_interval_ms: NonNegative = 1000
+    max_retry_seconds: Annotated[float, Meta(ge=0)] = 3600.0
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
+    request_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    retry_base_ms: Positive = 500
+    retry_cap_ms: Positive = 60_000
+    throttle_pause_seconds: Annotated[float, Meta(ge=0)] = 30.0
+    min_id_length: Annotated[int, Meta(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        _require(self, "api_key", "hmac_key")
+
+
+class VwoSinkSettings(SinkSettings):
+    # All three required (checked in __post_init__).
+    account_id: NonNegative = 0
+    sdk_key: str = ""
+    settings_path: str = ""
+    url: str = "https://dev.visualwebsiteoptimizer.com"
+    batch_size: Annotated[int, Meta(ge=1, le=5000)] = 100
+    # false: one `/events/t` request per conversion.
+    batch_events: bool = True
+    # Send the SDK key as the Authorization header of batch requests.
+    authorization_header: bool = True
+    # "uid": the conversion's user id; any other name: that conversion property
+    # (which the rule must copy with `vwo_fields`).
+    user_field: str = "uid"
+    flush_interval_ms: NonNegative = 1000
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+    request_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    max_retries: NonNegative = 3
+    retry_base_ms: Positive = 2000
+    retry_cap_ms: Positive = 60_000
+    sdk_name: str = "metrics-router"
+    sdk_version: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self, "account_id", "sdk_key", "settings_path")
+
+
 class SinksSettings(Section):
     log: LogSinkSettings | None = None
     memory: MemorySinkSettings | None = None
+    amplitude: AmplitudeSinkSettings | None = None
+    vwo: VwoSinkSettings | None = None
+
+
+class DeadLetterSettings(Section):
+    # JSON lines {destination, reason, time, record}; replaced by the durable spool later.
+    path: str = "deadletter.jsonl"
 
 
 class Settings(Section):
@@ -84,6 +147,7 @@ class Settings(Section):
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
+    deadletter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ class SinkRunner:
     ) -> None:
         self.sink = sink
         self.stats = stats
+        sink.stats = stats
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.linger = linger_ms / 1000
@@ -39,6 +41,8 @@ class SinkRunner:
         self._closing = False
         self._workers: list[asyncio.Task[None]] = []
         self._tags = {"sink": sink.name}
+        self._full_logged_at = -1e9
+        self._full_unlogged = 0
         stats.gauge("sink.queue_depth", lambda: len(self.queue), self._tags)
 
     def submit(self, records: Sequence[Record]) -> None:
@@ -49,7 +53,7 @@ class SinkRunner:
         if len(records) > room:
             dropped = len(records) - max(room, 0)
             self.stats.incr("sink.dropped", dropped, {**self._tags, "reason": "queue_full"})
-            log.warning("sink %s: queue full, %d records dropped", self.sink.name, dropped)
+            self._log_full(dropped)
             records = records[: max(room, 0)]
             if not records:
                 return
@@ -57,6 +61,17 @@ class SinkRunner:
         self.queue.extend(records)
         self._idle.clear()
         self._wake.set()
+
+    def _log_full(self, dropped: int) -> None:
+        # At most one line a second: a dead destination must not turn ingest into logging.
+        self._full_unlogged += dropped
+        now = time.monotonic()
+        if now - self._full_logged_at >= 1.0:
+            log.warning(
+                "sink %s: queue full, %d records dropped", self.sink.name, self._full_unlogged
+            )
+            self._full_logged_at = now
+            self._full_unlogged = 0
 
     def start(self) -> None:
         for i in range(max(1, self.sink.concurrency)):
@@ -88,7 +103,8 @@ class SinkRunner:
             self.in_flight += 1
             try:
                 await self.sink.send(batch)
-                self.stats.incr("sink.sent", len(batch), self._tags)
+                if not self.sink.reports_outcomes:
+                    self.stats.incr("sink.sent", len(batch), self._tags)
             except asyncio.CancelledError:
                 raise
             except Exception:

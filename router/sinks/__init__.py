@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import LogSinkSettings, Settings, SinkSettings, enabled_sinks
+from ..config import (
+    AmplitudeSinkSettings,
+    LogSinkSettings,
+    Settings,
+    SinkSettings,
+    VwoSinkSettings,
+    enabled_sinks,
+)
+from ..deadletter import DeadLetters
+from .amplitude import AmplitudeSink
 from .base import Sink
 from .log import LogSink
 from .memory import MemorySink
+from .retry import Backoff
+from .vwo import VwoSink
 
 SinkFactory = Callable[[str, SinkSettings, Settings], Sink]
 
@@ -21,7 +32,52 @@ def _memory(name: str, conf: SinkSettings, settings: Settings) -> Sink:
     return MemorySink(name)
 
 
-FACTORIES: dict[str, SinkFactory] = {"log": _log, "memory": _memory}
+def _amplitude(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+    assert isinstance(conf, AmplitudeSinkSettings)
+    return AmplitudeSink(
+        name,
+        api_key=conf.api_key,
+        hmac_key=conf.hmac_key,
+        url=conf.url,
+        identify_url=conf.identify_url,
+        deadletters=DeadLetters(settings.deadletter.path),
+        max_batch_bytes=conf.max_batch_bytes,
+        max_retry_seconds=conf.max_retry_seconds,
+        concurrency=conf.concurrency,
+        request_timeout_seconds=conf.request_timeout_seconds,
+        backoff=Backoff(conf.retry_base_ms / 1000, conf.retry_cap_ms / 1000),
+        throttle_pause_seconds=conf.throttle_pause_seconds,
+        min_id_length=conf.min_id_length,
+    )
+
+
+def _vwo(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+    assert isinstance(conf, VwoSinkSettings)
+    return VwoSink(
+        name,
+        account_id=conf.account_id,
+        sdk_key=conf.sdk_key,
+        url=conf.url,
+        settings_path=conf.settings_path,
+        deadletters=DeadLetters(settings.deadletter.path),
+        batch_events=conf.batch_events,
+        authorization_header=conf.authorization_header,
+        user_field=conf.user_field,
+        concurrency=conf.concurrency,
+        request_timeout_seconds=conf.request_timeout_seconds,
+        max_retries=conf.max_retries,
+        backoff=Backoff(conf.retry_base_ms / 1000, conf.retry_cap_ms / 1000),
+        sdk_name=conf.sdk_name,
+        sdk_version=conf.sdk_version,
+    )
+
+
+FACTORIES: dict[str, SinkFactory] = {
+    "log": _log,
+    "memory": _memory,
+    "amplitude": _amplitude,
+    "vwo": _vwo,
+}
 
 
 def build_sinks(settings: Settings) -> list[tuple[Sink, SinkSettings]]:
@@ -29,4 +85,12 @@ def build_sinks(settings: Settings) -> list[tuple[Sink, SinkSettings]]:
     return [(FACTORIES[name](name, conf, settings), conf) for name, conf in enabled_sinks(settings)]
 
 
-__all__ = ["FACTORIES", "LogSink", "MemorySink", "Sink", "build_sinks"]
+__all__ = [
+    "FACTORIES",
+    "AmplitudeSink",
+    "LogSink",
+    "MemorySink",
+    "Sink",
+    "VwoSink",
+    "build_sinks",
+]

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import ClassVar, Literal, Self
 
 from ..records import Record
+from ..stats import Stats
 
 Kind = Literal["amplitude", "flow", "vwo"]
 
@@ -22,9 +23,14 @@ class Sink:
 
     kinds: ClassVar[frozenset[Kind]] = frozenset()
     concurrency: int = 1
+    # True: the sink counts `sink.sent` / `sink.dead_lettered` itself, per record,
+    # because a returning `send` does not mean every record was delivered.
+    reports_outcomes: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # Replaced by the dispatcher's Stats when the sink is put behind a SinkRunner.
+        self.stats = Stats()
 
     async def start(self) -> None:
         """Open connections, files and the like."""

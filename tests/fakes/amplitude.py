@@ -1,0 +1,199 @@
+"""A fake Amplitude HTTP/Batch + Identify API.
+
+It validates like the real one (event_type, an id of at least `min_id_length`
+characters, integer time), deduplicates by `insert_id` as Amplitude does, and can be
+told to inject every fault the sink must survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+Fault = int | Literal["reset", "hang", "ingest_then_500"]
+
+
+@dataclass
+class FakeAmplitude:
+    api_key: str = "test-api-key"
+    # Faults applied to the next requests, one each, in order: an HTTP status (500,
+    # 502, 503, 504...), "reset" (close the connection), "hang" (never answer until
+    # `release()`), "ingest_then_500" (take the events, answer 500).
+    faults: list[Fault] = field(default_factory=list)
+    # Every request hangs (a dead destination) while true.
+    hang_all: bool = False
+    # event_type -> (field, kind) : such events are refused with a per-event 400.
+    reject: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Bodies larger than this get 413.
+    max_bytes: int | None = None
+    # Devices / users that get 429 for their first `throttle_times` requests.
+    throttle_devices: set[str] = field(default_factory=set)
+    throttle_users: set[str] = field(default_factory=set)
+    throttle_times: int = 1
+    quota_devices: set[str] = field(default_factory=set)
+
+    requests: list[list[dict[str, Any]]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    ingested: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identifications: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    # "identify" / "events" for each accepted request, in arrival order.
+    order: list[str] = field(default_factory=list)
+    _throttled: dict[str, int] = field(default_factory=dict)
+
+    # Requests hanging right now.
+    hung: int = 0
+
+    def __post_init__(self) -> None:
+        self.changed = asyncio.Condition()
+        self._release = asyncio.Event()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_post("/batch", self.handle_events)
+        self.app.router.add_post("/2/httpapi", self.handle_events)
+        self.app.router.add_post("/identify", self.handle_identify)
+
+    def release(self) -> None:
+        """Let every hung request (and future "hang" faults) answer."""
+        self.hang_all = False
+        self._release.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout), self.changed:
+            await self.changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _answer(self, status: int, body: dict[str, Any]) -> web.Response:
+        self.statuses.append(status)
+        return web.json_response(body, status=status)
+
+    async def _fault(self, request: web.Request) -> web.StreamResponse | str | None:
+        fault: Fault | None = self.faults.pop(0) if self.faults else None
+        if self.hang_all or fault == "hang":
+            self.hung += 1
+            await self._notify()
+            await self._release.wait()
+            self.hung -= 1
+            return None
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if fault == "ingest_then_500":
+            return "ingest_then_500"
+        if isinstance(fault, int):
+            return self._answer(fault, {"code": fault, "error": "injected"})
+        return None
+
+    async def handle_events(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        fault = await self._fault(request)
+        if isinstance(fault, web.StreamResponse):
+            await self._notify()
+            return fault
+        if self.max_bytes is not None and len(raw) > self.max_bytes:
+            await self._notify()
+            return self._answer(413, {"code": 413, "error": "Payload too large"})
+        data = json.loads(raw)
+        if data.get("api_key") != self.api_key:
+            await self._notify()
+            return self._answer(400, {"code": 400, "error": "Invalid API key: bad"})
+        events: list[dict[str, Any]] = data["events"]
+        self.requests.append(events)
+        self.received.extend(events)
+        min_len = data.get("options", {}).get("min_id_length", 5)
+        invalid: dict[str, list[int]] = {}
+        missing: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            if event.get("event_type") in self.reject:
+                name, kind = self.reject[event["event_type"]]
+                (invalid if kind == "invalid" else missing).setdefault(name, []).append(i)
+            if not event.get("event_type"):
+                missing.setdefault("event_type", []).append(i)
+            ids = [str(v) for k in ("user_id", "device_id") if (v := event.get(k))]
+            if not ids or any(len(v) < min_len for v in ids):
+                invalid.setdefault("user_id", []).append(i)
+            if not isinstance(event.get("time"), int):
+                invalid.setdefault("time", []).append(i)
+        if invalid or missing:
+            await self._notify()
+            return self._answer(
+                400,
+                {
+                    "code": 400,
+                    "error": "Request missing required field",
+                    "events_with_invalid_fields": invalid,
+                    "events_with_missing_fields": missing,
+                },
+            )
+        throttled_devices: dict[str, int] = {}
+        throttled_users: dict[str, int] = {}
+        quota: dict[str, int] = {}
+        for event in events:
+            device, user = event.get("device_id"), event.get("user_id")
+            if device in self.quota_devices:
+                quota[device] = 1
+            for key, table, out in (
+                (device, self.throttle_devices, throttled_devices),
+                (user, self.throttle_users, throttled_users),
+            ):
+                if key in table and self._throttled.get(key, 0) < self.throttle_times:
+                    out[key] = 31
+        if throttled_devices or throttled_users or quota:
+            for key in (*throttled_devices, *throttled_users):
+                self._throttled[key] = self._throttled.get(key, 0) + 1
+            await self._notify()
+            return self._answer(
+                429,
+                {
+                    "code": 429,
+                    "error": "Too many requests for some devices and users",
+                    "eps_threshold": 30,
+                    "throttled_devices": throttled_devices,
+                    "throttled_users": throttled_users,
+                    "throttled_events": [],
+                    "exceeded_daily_quota_devices": quota,
+                    "exceeded_daily_quota_users": {},
+                },
+            )
+        self.order.append("events")
+        for event in events:
+            self.ingested.setdefault(event.get("insert_id") or str(len(self.ingested)), event)
+        await self._notify()
+        if fault == "ingest_then_500":
+            return self._answer(500, {"code": 500, "error": "injected after ingest"})
+        return self._answer(
+            200,
+            {
+                "code": 200,
+                "events_ingested": len(events),
+                "payload_size_bytes": len(raw),
+                "server_upload_time": 0,
+            },
+        )
+
+    async def handle_identify(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        fault = await self._fault(request)
+        if isinstance(fault, web.StreamResponse):
+            await self._notify()
+            return fault
+        form = parse_qs(raw.decode())
+        if form.get("api_key") != [self.api_key]:
+            await self._notify()
+            return web.Response(status=400, text="invalid api_key")
+        identification = json.loads(form["identification"][0])
+        if isinstance(identification, dict):
+            identification = [identification]
+        self.identifications.extend(identification)
+        self.order.append("identify")
+        await self._notify()
+        return web.Response(text="success")

@@ -131,7 +131,7 @@ class MemcachedStore:
             # goes back to the pool with its answer still unread, so drop the idle pool.
             await client.close()
             raise StoreError("timeout", f"memcached {server}: {op} timed out") from exc
-        except aiomcache.exceptions.ClientException as exc:
+        except aiomcache.ClientException as exc:
             # e.g. SERVER_ERROR out of memory (a full server started with -M)
             raise StoreError("server_error", f"memcached {server}: {op}: {exc}") from exc
         except (OSError, asyncio.IncompleteReadError, EOFError) as exc:
@@ -154,7 +154,12 @@ class MemcachedStore:
         except TimeoutError:
             await client.close()
             return False
-        except (OSError, asyncio.IncompleteReadError, EOFError, aiomcache.exceptions.ClientException):
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            EOFError,
+            aiomcache.exceptions.ClientException,
+        ):
             return False
         return True
 
@@ -176,7 +181,10 @@ class StashService:
 
     def _failed(self, op: str, exc: StoreError) -> None:
         self.stats.incr(
-            "context.store.error", 1, {"op": op, "reason": exc.reason, "store": self.store.name}, 1.0
+            "context.store.error",
+            1,
+            {"op": op, "reason": exc.reason, "store": self.store.name},
+            1.0,
         )
         log.warning("metrics context %s failed, going on without it: %s", op, exc)
 

@@ -179,8 +179,8 @@ class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
     # The end user's User-Agent, when the service has it (Amplitude os/browser fields).
     user_agent: Annotated[str, Meta(max_length=1024)] | None = None
     metrics_context: MetricsContext | None = None
-    attributes: Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)] = (
-        msgspec.field(default_factory=dict)
+    attributes: Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)] = msgspec.field(
+        default_factory=dict
     )
 
 

@@ -465,9 +465,7 @@ class Pipeline:
                     stats.incr("server_events.context.invalid", 1, {"reason": reason}, 1.0)
                     log.info("metrics.context.validate: %s: %s", event.event, reason)
                     if context is not None:
-                        context = msgspec.structs.replace(
-                            context, flowId=None, flowBeginTime=None
-                        )
+                        context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             elif context is not None and context.flowId is not None:
                 # Not a flow event: the context's other fields still apply.
                 context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)

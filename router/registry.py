@@ -183,7 +183,9 @@ def _read(files: Sequence[Path]) -> tuple[list[EventSpec], list[RegistryProblem]
             line = _line_of(text, name)
             where = f'events."{name}"'
 
-            def problem(message: str, where: str = where, line: int | None = line) -> None:
+            def problem(
+                message: str, label: str = label, where: str = where, line: int | None = line
+            ) -> None:
                 problems.append(RegistryProblem(label, where, message, line))
 
             if not _EVENT_TYPE.match(name):

@@ -15,6 +15,8 @@ from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.sinks.memory import MemorySink
 from router.stats import Stats
 
+pytest_plugins = ["tests.sidecar_support"]
+
 FLOW_KEY = "test-flow-key"
 CLIENT_ID = "5882386c6d801776"
 ORIGIN = "https://rp.example"

@@ -12,6 +12,9 @@ import aiomcache
 
 from .process import free_port
 
+# Looked up once, at import: not in the event loop (blockbuster).
+PROGRAM = shutil.which("memcached")
+
 
 class Memcached:
     """`memcached -vv` in a child process; ready once it says it is listening."""
@@ -24,7 +27,7 @@ class Memcached:
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 10.0) -> None:
-        program = shutil.which("memcached")
+        program = PROGRAM
         if program is None:
             raise RuntimeError("memcached is not installed: run `make system-deps`")
         args = ["-vv", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
@@ -60,6 +63,15 @@ class Memcached:
     def client(self) -> aiomcache.Client:
         return aiomcache.Client("127.0.0.1", self.port, pool_size=1)
 
+    async def get(self, key: str) -> bytes | None:
+        """Read a key straight from this server."""
+        client = self.client()
+        try:
+            value: bytes | None = await client.get(key.encode())
+        finally:
+            await client.close()
+        return value
+
     async def clock(self) -> int:
         """memcached's own clock (whole seconds), which decides expiry."""
         client = self.client()
@@ -67,7 +79,7 @@ class Memcached:
             stats = await client.stats()
         finally:
             await client.close()
-        return int(stats[b"time"])
+        return int(stats[b"time"] or 0)
 
     async def wait_clock(self, at_least: int, timeout: float = 5.0) -> None:
         """Wait until memcached's clock reads `at_least` (it ticks once a second)."""

@@ -95,4 +95,3 @@ async def post_context_propagate(request: web.Request) -> web.Response:
     body = await decode(request, PropagateBody)
     copied = await state.stash.propagate(body.uid, body.from_token_id, body.to_token_id)
     return json_response({"propagated": copied})
-

@@ -12,17 +12,19 @@ from pathlib import Path
 from aiohttp import web
 
 from .config import Settings, SinkSettings
+from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
-from .handlers import dockerflow
+from .handlers import dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .mapping import Pipeline
+from .registry import Registry, RegistryError, load_registry
 from .ruletable import RuleError, RuleTable, default_rules_path, load_rules
 from .sinks import Sink, build_sinks
 from .state import STATE, RouterState
-from .stats import Stats
+from .stats import Stats, StatsdExporter
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,13 @@ def make_app(
     rules: RuleTable | None = None,
     sinks: Sequence[Sink] | None = None,
     stats: Stats | None = None,
+    registry: Registry | None = None,
 ) -> web.Application:
     """The router as an aiohttp application.
 
-    `rules` and `sinks` replace what the settings name (tests and benchmarks).
+    `rules`, `registry` and `sinks` replace what the settings name (tests and benchmarks).
     """
-    stats = stats or Stats()
+    stats = stats or Stats(settings.stats.default_sample_rate)
     signer = FlowSigner(flow_key(settings), settings.flow.expiry_seconds)
     table = rules if rules is not None else load_rules(rule_paths(settings))
     pipeline = Pipeline(table, signer, stats, settings.flow.clients)
@@ -76,6 +79,8 @@ def make_app(
         signer=signer,
         pipeline=pipeline,
         dispatcher=Dispatcher(runners),
+        stash=StashService(context_store(settings), settings.context.ttl_seconds, stats),
+        registry=registry if registry is not None else load_registry(rule_paths(settings)),
         allowed_origins=frozenset(settings.flow.allowed_origins),
     )
     app = web.Application(
@@ -88,9 +93,44 @@ def make_app(
     app.router.add_get("/__version__", dockerflow.get_version)
     app.router.add_get("/__heartbeat__", dockerflow.get_heartbeat)
     app.router.add_get("/__lbheartbeat__", dockerflow.get_lbheartbeat)
+    app.router.add_get("/__stats__", dockerflow.get_stats)
+    app.router.add_post("/sidecar/events", sidecar.post_events)
+    app.router.add_post("/sidecar/context", sidecar.post_context)
+    app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
     app.cleanup_ctx.append(_sinks_ctx)
+    app.cleanup_ctx.append(_context_ctx)
+    app.cleanup_ctx.append(_statsd_ctx)
     app.cleanup_ctx.append(_sighup_ctx)
     return app
+
+
+def context_store(settings: Settings) -> ContextStore:
+    conf = settings.context
+    if conf.memcached:
+        return MemcachedStore(conf.memcached, conf.timeout_ms / 1000)
+    return MemoryStore(conf.memory_max_entries)
+
+
+async def _context_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    if not state.settings.sidecar.token:
+        log.warning("no [sidecar] token configured: the /sidecar endpoints refuse every request")
+    yield
+    await state.stash.store.aclose()
+
+
+async def _statsd_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    conf = state.settings.stats
+    if not conf.statsd:
+        yield
+        return
+    exporter = StatsdExporter(conf.statsd, conf.prefix)
+    await asyncio.to_thread(exporter.open)
+    state.stats.exporters.append(exporter)
+    yield
+    state.stats.exporters.remove(exporter)
+    exporter.close()
 
 
 async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -114,7 +154,15 @@ async def reload_rules(app: web.Application) -> bool:
             log.error("rules reload refused: %s", problem)
         state.stats.incr("rules.reload", 1, {"result": "refused"})
         return False
+    try:
+        registry = await asyncio.to_thread(load_registry, paths)
+    except RegistryError as exc:
+        for p in exc.problems:
+            log.error("rules reload refused: %s: %s: %s", p.file, p.event, p.message)
+        state.stats.incr("rules.reload", 1, {"result": "refused"})
+        return False
     state.pipeline.rules = table
+    state.registry = registry
     state.stats.incr("rules.reload", 1, {"result": "ok"})
     log.info("rules reloaded: %d exact, %d fuzzy", table.exact_count, table.fuzzy_count)
     return True

@@ -37,21 +37,28 @@ def _rule_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
+    from .registry import check_registry, load_registry
     from .ruletable import check_rules, load_rules
 
     paths = _rule_paths(args)
-    problems = check_rules(paths)
-    errors = [p for p in problems if p.severity == "error"]
-    for p in problems:
-        where = f"{p.file}:{p.line}" if p.line else p.file
-        print(f"{where}: {p.severity}: {p.rule}: {p.message}", file=sys.stderr)
+    # (file, line, severity, what, message) from the rules and the event registry together.
+    found: list[tuple[str, int | None, str, str, str]] = [
+        (p.file, p.line, p.severity, p.rule, p.message) for p in check_rules(paths)
+    ]
+    found += [(r.file, r.line, r.severity, r.event, r.message) for r in check_registry(paths)]
+    errors = sum(1 for f in found if f[2] == "error")
+    for file, line, severity, what, message in found:
+        where = f"{file}:{line}" if line else file
+        print(f"{where}: {severity}: {what}: {message}", file=sys.stderr)
     if errors:
-        print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)", file=sys.stderr)
+        print(f"{errors} error(s), {len(found) - errors} warning(s)", file=sys.stderr)
         return 1
     table = load_rules(paths)
+    registry = load_registry(paths)
     print(
-        f"ok: {table.exact_count} exact and {table.fuzzy_count} fuzzy rules"
-        f" from {', '.join(map(str, paths))}; {len(problems)} warning(s)"
+        f"ok: {table.exact_count} exact and {table.fuzzy_count} fuzzy rules,"
+        f" {len(registry)} registered server event types"
+        f" from {', '.join(map(str, paths))}; {len(found)} warning(s)"
     )
     return 0
 

@@ -142,12 +142,38 @@ class DeadLetterSettings(Section):
     path: str = "deadletter.jsonl"
 
 
+class SidecarSettings(Section):
+    # Bearer token of the back-end services; empty: every sidecar request is refused (401).
+    token: str = ""
+    max_events_per_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
+
+
+class ContextSettings(Section):
+    # "host:port" of memcached servers (sharded by consistent hashing); empty: in memory.
+    memcached: list[str] = msgspec.field(default_factory=list)
+    ttl_seconds: Positive = 7200
+    # Per memcached operation; beyond it the event goes on without its stashed context.
+    timeout_ms: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    memory_max_entries: Positive = 100_000
+
+
+class StatsSettings(Section):
+    # "host:port" of a statsd / DogStatsD server (UDP); empty: no export.
+    statsd: str = ""
+    prefix: str = "metrics_router"
+    # For incr() calls that pass no sample_rate.
+    default_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 0.1
+
+
 class Settings(Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
     deadletter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
+    sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
+    context: ContextSettings = msgspec.field(default_factory=ContextSettings)
+    stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):

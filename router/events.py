@@ -133,6 +133,73 @@ class FlowQuery(Struct, kw_only=True):
 metrics_body_decoder = msgspec.json.Decoder(MetricsBody)
 
 
+# -- sidecar: server-side events from back-end services ------------------------------------
+
+Hex32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+TokenId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")]
+ServerEventName = Annotated[str, Meta(max_length=256, pattern=r"^[\w.:-]+$")]
+FlowType = Annotated[str, Meta(max_length=64, pattern=r"^\w+$")]
+AttributeName = Annotated[str, Meta(max_length=64)]
+AttributeValue = Annotated[str, Meta(max_length=1024)] | int | float | bool | None
+
+
+class MetricsContext(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """FxA's metricsContext; `flowType` (our addition) names the flow a complete signal ends."""
+
+    flowId: FlowId | None = None
+    flowBeginTime: Offset | None = None
+    deviceId: Hex32 | None = None
+    entrypoint: Entrypoint | None = None
+    entrypointExperiment: Entrypoint | None = None
+    entrypointVariation: Entrypoint | None = None
+    utmCampaign: Utm | None = None
+    utmContent: Utm | None = None
+    utmMedium: Utm | None = None
+    utmSource: Utm | None = None
+    utmTerm: Utm | None = None
+    productId: Str | None = None
+    planId: Str | None = None
+    flowType: FlowType | None = None
+
+    def __post_init__(self) -> None:
+        if (self.flowId is None) != (self.flowBeginTime is None):
+            raise ValueError("flowId and flowBeginTime must be given together")
+
+
+class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
+    """One event a back-end service reports for a user and the token it used."""
+
+    event: ServerEventName
+    uid: Hex32 | None = None
+    device_id: Hex32 | None = None
+    service: Service | None = None
+    token_id: TokenId | None = None
+    # ms since the epoch; default: when the router received it.
+    time: Offset | None = None
+    # The end user's User-Agent, when the service has it (Amplitude os/browser fields).
+    user_agent: Annotated[str, Meta(max_length=1024)] | None = None
+    metrics_context: MetricsContext | None = None
+    attributes: Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)] = msgspec.field(
+        default_factory=dict
+    )
+
+
+class ServerEventBatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    events: Annotated[list[ServerEvent], Meta(min_length=1, max_length=10_000)]
+
+
+class StashBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    uid: Hex32
+    token_id: TokenId
+    metrics_context: MetricsContext
+
+
+class PropagateBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    uid: Hex32
+    from_token_id: TokenId
+    to_token_id: TokenId
+
+
 def present(value: Any) -> Any:
     """FxA's `none` means absent everywhere; so does an empty string."""
     if value is None or value == NONE or value == "":

@@ -7,20 +7,25 @@ records; per event only the rule lookup, the time and the record itself are made
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from .events import FlowQuery, MetricsBody, present
+from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
 from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
+from .registry import EventSpec
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
 from .useragent import parse_user_agent
 
+log = logging.getLogger("metrics.context")
+
 FLOW_BEGIN = "flow.begin"
+FLOW_COMPLETE = "flow.complete"
 LOG_LIMIT = 100
 _UTM_OK = re.compile(r"^[\w.%-]+$").match
 _SNAKE_UPPER = re.compile(r"([a-z])([A-Z])")
@@ -126,9 +131,50 @@ class Subject(msgspec.Struct, kw_only=True):
             product_id=present(query.product_id),
         )
 
+    @classmethod
+    def from_server_event(cls, event: ServerEvent, context: MetricsContext | None) -> Subject:
+        """A back-end event; `context` is its metrics context with invalid flow fields removed."""
+        ctx = context or _NO_CONTEXT
+        return cls(
+            source=event.attributes,
+            flow_id=ctx.flowId.lower() if ctx.flowId else None,
+            flow_begin_time=ctx.flowBeginTime,
+            uid=event.uid,
+            device_id=event.device_id or ctx.deviceId,
+            service=present(event.service),
+            entrypoint=ctx.entrypoint,
+            entrypoint_experiment=ctx.entrypointExperiment,
+            entrypoint_variation=ctx.entrypointVariation,
+            utm_campaign=ctx.utmCampaign,
+            utm_content=ctx.utmContent,
+            utm_medium=ctx.utmMedium,
+            utm_source=ctx.utmSource,
+            utm_term=ctx.utmTerm,
+            plan_id=ctx.planId or _str_attr(event, "planId"),
+            product_id=ctx.productId or _str_attr(event, "productId"),
+        )
+
     def field(self, name: str) -> Any:
         """A request field by its wire name, for rules that copy fields into properties."""
+        if isinstance(self.source, dict):
+            return present(self.source.get(name))
         return present(getattr(self.source, name, None))
+
+
+_NO_CONTEXT = MetricsContext()
+
+
+def _str_attr(event: ServerEvent, name: str) -> str | None:
+    value = event.attributes.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+class ServerItem(msgspec.Struct, frozen=True):
+    """A validated server event with its registry entry and its context (inline or stashed)."""
+
+    event: ServerEvent
+    spec: EventSpec
+    context: MetricsContext | None = None
 
 
 class Pipeline:
@@ -353,6 +399,7 @@ class Pipeline:
             if name.startswith("flow."):
                 flows.append(FlowEvent(event=name, flow_time=flow_time, time=time, **flow_fields))
         stats.incr("metrics.events.accepted", len(body.events))
+        stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
         if unmapped:
             stats.incr("metrics.events.unmapped", unmapped)
         if stale:
@@ -384,3 +431,83 @@ class Pipeline:
         shared = self._templates(subject, req)
         self._emit(out, "flow.rp.engage", begin, subject, req, shared, self.rules.match)
         return out
+
+    def check_context(self, context: MetricsContext | None, now: int) -> str | None:
+        """None when the context carries a valid flow, else the reason (FxA's wording)."""
+        if context is None:
+            return "missing context"
+        problem = self.signer.check(context.flowId, context.flowBeginTime, now)
+        if problem is None:
+            return None
+        return _CONTEXT_REASONS[problem]
+
+    def process_server_events(self, items: list[ServerItem], received: int) -> RecordBatch:
+        """The records of one batch of back-end events, through the same rule table as browsers'.
+
+        A flow event whose context does not verify loses its flow fields and goes on as a
+        non-flow event; a flow-complete signal with a valid flow adds `flow.complete` and
+        `flow.complete.<flowType>` (the group's `complete`, unless the event's own rule
+        already emitted it, as `account.reset` does).
+        """
+        out = RecordBatch()
+        stats = self.stats
+        match = self.rules.match
+        unmapped = 0
+        for item in items:
+            event, spec = item.event, item.spec
+            context = item.context
+            valid = False
+            if spec.flow:
+                reason = self.check_context(context, received)
+                if reason is None:
+                    valid = True
+                else:
+                    stats.incr("server_events.context.invalid", 1, {"reason": reason}, 1.0)
+                    log.info("metrics.context.validate: %s: %s", event.event, reason)
+                    if context is not None:
+                        context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
+            elif context is not None and context.flowId is not None:
+                # Not a flow event: the context's other fields still apply.
+                context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
+            req = RequestInfo(received=received, user_agent=event.user_agent or "")
+            subject = Subject.from_server_event(event, context)
+            time = event.time or received
+            shared = self._templates(subject, req)
+            first = len(out.amplitude)
+            if not self._emit(out, event.event, time, subject, req, shared, match):
+                unmapped += 1
+            if not valid:
+                continue
+            begin = subject.flow_begin_time or 0
+            flow_fields = self._flow_fields(subject, req)
+            out.flow.append(
+                FlowEvent(event=event.event, flow_time=time - begin, time=time, **flow_fields)
+            )
+            if not spec.flow_complete:
+                continue
+            out.flow.append(
+                FlowEvent(event=FLOW_COMPLETE, flow_time=time - begin, time=time, **flow_fields)
+            )
+            flow_type = (context.flowType if context else None) or spec.flow_type
+            stats.incr("server_events.flow_complete", 1, {"flow_type": flow_type or "none"}, 1.0)
+            if flow_type:
+                name = f"{FLOW_COMPLETE}.{flow_type}"
+                complete = match(name)
+                done = {e.event_type for e in out.amplitude[first:]}
+                if complete is not None and complete.event_type not in done:
+                    self._emit(out, name, time, subject, req, shared, match)
+        stats.incr("server_events.accepted", len(items), sample_rate=1.0)
+        stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
+        if unmapped:
+            stats.incr("server_events.unmapped", unmapped, sample_rate=1.0)
+        return out
+
+
+_CONTEXT_REASONS = {
+    FlowProblem.MISSING_FLOW_ID: "missing flowId",
+    FlowProblem.MISSING_BEGIN_TIME: "missing flowBeginTime",
+    FlowProblem.EXPIRED: "expired flowBeginTime",
+    FlowProblem.FUTURE: "expired flowBeginTime",
+    FlowProblem.INVALID_FLOW_ID: "invalid flowId",
+    FlowProblem.BAD_SIGNATURE: "invalid signature",
+}

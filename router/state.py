@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .config import Settings
+from .context import StashService
 from .dispatch import Dispatcher
 from .flow import FlowSigner
 from .mapping import Pipeline
+from .registry import Registry
 from .stats import Stats
 
 
@@ -20,6 +22,8 @@ class RouterState:
     signer: FlowSigner
     pipeline: Pipeline
     dispatcher: Dispatcher
+    stash: StashService
+    registry: Registry
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
 
 

@@ -10,9 +10,12 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from router.app import make_app
 from router.config import FlowSettings, Settings, load_settings
+from router.registry import Registry, load_registry
 from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.sinks.memory import MemorySink
 from router.stats import Stats
+
+pytest_plugins = ["tests.sidecar_support"]
 
 FLOW_KEY = "test-flow-key"
 CLIENT_ID = "5882386c6d801776"
@@ -25,6 +28,11 @@ Client = TestClient[web.Request, web.Application]
 @pytest.fixture(scope="session")
 def rules() -> RuleTable:
     return load_rules([default_rules_path()])
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry([default_rules_path()])
 
 
 @pytest.fixture
@@ -59,9 +67,10 @@ async def client(
     rules: RuleTable,
     sink: MemorySink,
     stats: Stats,
+    registry: Registry,
     blockbuster: BlockBuster,
 ) -> AsyncIterator[Client]:
-    app = make_app(settings, rules=rules, sinks=[sink], stats=stats)
+    app = make_app(settings, rules=rules, sinks=[sink], stats=stats, registry=registry)
     yield await aiohttp_client(app)
 
 

@@ -14,7 +14,8 @@ from blockbuster import BlockBuster
 from router.app import make_app
 from router.config import AmplitudeSinkSettings, MemorySinkSettings, Settings, VwoSinkSettings
 from router.dispatch import SinkRunner
-from router.ruletable import Mapping, RuleTable
+from router.registry import load_registry
+from router.ruletable import Mapping, RuleTable, default_rules_path
 from router.sinks.amplitude import hash_id, insert_id
 from router.sinks.memory import MemorySink
 from router.sinks.vwo import visitor_id
@@ -29,6 +30,10 @@ from .helpers import body
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 Client = TestClient[web.Request, web.Application]
+
+
+# Loaded once, outside the event loop (blockbuster watches it in the tests).
+REGISTRY = load_registry([default_rules_path()])
 
 
 def mapping(event_type: str, vwo: str | None = None, vwo_fields: list[str] | None = None) -> Any:
@@ -103,7 +108,7 @@ async def router_for(
         retry_cap_ms=5,
     )
     settings.deadletter.path = str(tmp_path / "dead.jsonl")
-    app = make_app(settings, rules=VwoRules(), stats=stats)
+    app = make_app(settings, rules=VwoRules(), stats=stats, registry=REGISTRY)
     return await aiohttp_client(app)
 
 

@@ -56,7 +56,19 @@ async def get_heartbeat(request: web.Request) -> web.Response:
         except (TimeoutError, OSError):
             ok = False
         checks[f"sink.{runner.sink.name}"] = "ok" if ok else "error"
+    store = state.stash.store
+    if store.name != "memory":  # the in-process store cannot fail
+        checks[f"context.{store.name}"] = "ok" if await store.healthy() else "error"
     healthy = all(v == "ok" for v in checks.values())
     return json_response(
         {"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503
+    )
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """Every counter (exact, never sampled) and gauge in the Prometheus text format."""
+    state = request.app[STATE]
+    text = state.stats.prometheus(state.settings.stats.prefix or "metrics_router")
+    return web.Response(
+        body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )

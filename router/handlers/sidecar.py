@@ -1,0 +1,97 @@
+"""The sidecar API for back-end services: server-side events and their metrics context.
+
+Every endpoint needs `Authorization: Bearer <[sidecar] token>`. A batch of events is
+validated whole (schema, then the event registry) before anything is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from ..errors import BadRequest, Unauthorized
+from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
+from ..flow import now_ms
+from ..mapping import ServerItem
+from ..state import STATE, RouterState
+from .common import json_response
+
+T = TypeVar("T")
+_decoders: dict[type, msgspec.json.Decoder] = {}  # type: ignore[type-arg]
+
+
+def authorize(request: web.Request, state: RouterState) -> None:
+    """Constant-time bearer token check; an unset token refuses everyone."""
+    token = state.settings.sidecar.token.encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    ok = hmac.compare_digest(given.strip().encode(), token)
+    if not token or scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+
+
+async def decode(request: web.Request, kind: type[T]) -> T:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    try:
+        result: T = decoder.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise BadRequest.from_validation(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", "$", "bad_json") from exc
+    return result
+
+
+async def post_events(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    authorize(request, state)
+    batch = await decode(request, ServerEventBatch)
+    limit = state.settings.sidecar.max_events_per_batch
+    if len(batch.events) > limit:
+        raise BadRequest(f"too many events (at most {limit})", "$.events", "too_many_events")
+    registry = state.registry
+    specs = [registry.validate(event, i) for i, event in enumerate(batch.events)]
+    received = now_ms()
+
+    async def context_of(index: int) -> MetricsContext | None:
+        event = batch.events[index]
+        if event.metrics_context is not None or not specs[index].flow:
+            return event.metrics_context
+        if event.uid is None or event.token_id is None:
+            return None
+        return await state.stash.read(event.uid, event.token_id)
+
+    contexts = await asyncio.gather(*(context_of(i) for i in range(len(specs))))
+    items = [ServerItem(e, s, c) for e, s, c in zip(batch.events, specs, contexts, strict=True)]
+    state.dispatcher.submit(state.pipeline.process_server_events(items, received))
+    done = [
+        state.stash.clear(e.uid, e.token_id)
+        for e, s in zip(batch.events, specs, strict=True)
+        if s.flow_complete and e.uid is not None and e.token_id is not None
+    ]
+    if done:
+        await asyncio.gather(*done)
+    return json_response({"success": True, "accepted": len(items)})
+
+
+async def post_context(request: web.Request) -> web.Response:
+    """Stash a metrics context for a token; add-only (an existing stash stays)."""
+    state = request.app[STATE]
+    authorize(request, state)
+    body = await decode(request, StashBody)
+    stored = await state.stash.stash(body.uid, body.token_id, body.metrics_context)
+    return json_response({"stored": stored})
+
+
+async def post_context_propagate(request: web.Request) -> web.Response:
+    """Copy one token's stash to another (e.g. a session token to its successor)."""
+    state = request.app[STATE]
+    authorize(request, state)
+    body = await decode(request, PropagateBody)
+    copied = await state.stash.propagate(body.uid, body.from_token_id, body.to_token_id)
+    return json_response({"propagated": copied})

@@ -76,13 +76,14 @@ def make_client(
     registry: Registry,
     blockbuster: BlockBuster,
 ) -> MakeClient:
-    async def make(token: str = TOKEN, **context: Any) -> Client:
+    async def make(token: str = TOKEN, rules: RuleTable | None = None, **context: Any) -> Client:
         from router.app import make_app
         from router.config import ContextSettings
 
         settings.sidecar = SidecarSettings(token=token)
         settings.context = ContextSettings(**context)
-        app = make_app(settings, rules=AuthRules(), sinks=[sink], stats=stats, registry=registry)
+        table = rules if rules is not None else AuthRules()
+        app = make_app(settings, rules=table, sinks=[sink], stats=stats, registry=registry)
         return await aiohttp_client(app)
 
     return make

@@ -11,6 +11,7 @@ from router.cli import main
 from router.context import MemoryStore
 from router.flow import now_ms
 from router.registry import check_registry, load_registry
+from router.ruletable import RuleTable
 from router.sinks.memory import MemorySink
 from router.state import STATE
 from router.stats import Stats
@@ -228,3 +229,23 @@ async def test_memory_store_is_bounded_and_respects_ttl() -> None:
     assert await store.get("a") is None and await store.get("c") == b"3"  # oldest evicted
     assert await store.add("d", b"4", 0)
     assert await store.get("d") is None  # expired
+
+
+async def test_bundled_auth_rules_end_to_end(
+    make_client: MakeClient, sink: MemorySink, rules: RuleTable
+) -> None:
+    client = await make_client(rules=rules)
+    ctx = context(flowType="registration")
+    await send(
+        client,
+        event("account.created", metrics_context=ctx),
+        event("account.reset", metrics_context=context()),
+        event("token.created"),
+    )
+    assert [e.event_type for e in sink.amplitude] == [
+        "fxa_reg - created",
+        "fxa_login - forgot_complete",
+        "fxa_login - complete",
+        "fxa_activity - access_token_created",
+    ]
+    assert [f.event for f in sink.flow] == ["account.created", "account.reset", "flow.complete"]

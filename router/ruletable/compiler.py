@@ -1,0 +1,570 @@
+"""Read rule files, check them all at once, and compile them into a RuleTable."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Sequence
+from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .problems import RuleError, RuleProblem
+from .samples import enumerate_language, sample_strings
+from .schema import ExactSpec, FuzzySpec, decode_rule_file
+from .table import DEFAULT_CACHE_SIZE, EVENT_TYPE, CompiledRule, Mapping, RuleTable
+from .template import Filter, Template, TemplateError, parse_template, snake
+
+__all__ = ["check_rules", "compile_rules_from_dict", "default_rules_path", "load_rules"]
+
+SNAKE = Filter("snake", snake)
+_WORD = re.compile(r"^\w+\Z", re.ASCII)
+_FIELD = re.compile(r"^[A-Za-z_][\w.]*\Z", re.ASCII)
+# VWO matches a conversion by its metric `identifier`; keep names plain so a typo with a
+# space or slash is caught here rather than as a silent "event not found" from VWO.
+_VWO_NAME = re.compile(r"^[A-Za-z][\w.-]{0,254}\Z", re.ASCII)
+_TOML_LINE = re.compile(r"at line (\d+)")
+_ENUMERATION_LIMIT = 512
+
+
+def default_rules_path() -> Path:
+    """The repository's bundled `rules/` directory."""
+    return Path(__file__).resolve().parents[2] / "rules"
+
+
+def load_rules(paths: Sequence[str | Path], *, cache_size: int = DEFAULT_CACHE_SIZE) -> RuleTable:
+    """Compile every rule file under `paths`; raise RuleError listing all problems."""
+    table, problems = _build(_read_sources(paths), cache_size)
+    if table is None:
+        raise RuleError(problems)
+    return table
+
+
+def check_rules(paths: Sequence[str | Path]) -> list[RuleProblem]:
+    """Every error and warning in the rule files under `paths`; never raises for them."""
+    return _build(_read_sources(paths), DEFAULT_CACHE_SIZE)[1]
+
+
+def compile_rules_from_dict(
+    data: AbcMapping[str, Any] | Sequence[tuple[str, AbcMapping[str, Any]]],
+    *,
+    cache_size: int = DEFAULT_CACHE_SIZE,
+) -> RuleTable:
+    """Build a RuleTable from in-memory rule data (one file's dict, or (name, dict) pairs)."""
+    if isinstance(data, AbcMapping):
+        pairs: Sequence[tuple[str, AbcMapping[str, Any]]] = [("<memory>", data)]
+    else:
+        pairs = data
+    sources = [_Source(name, None, dict(raw)) for name, raw in pairs]
+    table, problems = _build((sources, []), cache_size)
+    if table is None:
+        raise RuleError(problems)
+    return table
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    file: str
+    text: str | None
+    raw: dict[str, Any] | None
+    _lines: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = (self.text or "").splitlines()
+        return self._lines
+
+    def find(self, *needles: str, after: int = 0) -> int | None:
+        """1-based number of the first line (after line `after`) containing any needle."""
+        for number, line in enumerate(self.lines[after:], start=after + 1):
+            stripped = line.split("#", 1)[0] if not line.lstrip().startswith("match") else line
+            if any(n in stripped for n in needles):
+                return number
+        return None
+
+    def section_line(self, section: str) -> int | None:
+        return self.find(f"[{section}]", f"[{section}.", f"{section} =", f"{section}=")
+
+    def key_line(self, section: str, key: str) -> int | None:
+        start = self.section_line(section) or 0
+        quoted = (f'"{key}"', f"'{key}'")
+        for number, line in enumerate(self.lines[start:], start=start + 1):
+            head = line.split("=", 1)[0].strip()
+            if head == key or head in quoted:
+                return number
+        return self.find(*quoted) or start or None
+
+    def exact_line(self, key: str) -> int | None:
+        headers = (f'[exact."{key}"]', f"[exact.'{key}']", f"[exact.{key}]")
+        return self.find(*headers) or self.find(f'"{key}"', f"'{key}'")
+
+    def fuzzy_line(self, index: int) -> int | None:
+        seen = -1
+        for number, line in enumerate(self.lines, start=1):
+            if re.match(r"\s*\[\[\s*fuzzy\s*\]\]", line):
+                seen += 1
+                if seen == index:
+                    return number
+        return None
+
+
+def _display(path: Path) -> str:
+    resolved = path.resolve()
+    for base in (default_rules_path().parent, Path.cwd()):
+        try:
+            return str(resolved.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _read_sources(paths: Sequence[str | Path]) -> tuple[list[_Source], list[RuleProblem]]:
+    sources: list[_Source] = []
+    problems: list[RuleProblem] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(path.glob("*.toml"), key=lambda p: p.name)
+            if not files:
+                message = "directory has no *.toml files"
+                problems.append(RuleProblem(str(path), "<path>", message, None, "warning"))
+        elif path.is_file():
+            files = [path]
+        else:
+            problems.append(RuleProblem(str(path), "<path>", "no such file or directory"))
+            continue
+        for file in files:
+            name = _display(file)
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(RuleProblem(name, "<file>", f"cannot read: {exc}"))
+                continue
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                m = _TOML_LINE.search(str(exc))
+                line = int(m.group(1)) if m else None
+                problems.append(RuleProblem(name, "<toml>", f"TOML syntax error: {exc}", line))
+                continue
+            sources.append(_Source(name, text, raw))
+    return sources, problems
+
+
+# --- compiling ---------------------------------------------------------------------------
+
+
+class _Report:
+    """Collects problems; `error`/`warn` take the source and a line."""
+
+    def __init__(self, problems: list[RuleProblem]) -> None:
+        self.problems = problems
+
+    def add(
+        self,
+        src: _Source,
+        rule: str,
+        message: str,
+        line: int | None,
+        severity: Literal["error", "warning"] = "error",
+    ) -> None:
+        self.problems.append(RuleProblem(src.file, rule, message, line, severity))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)
+
+
+@dataclass
+class _Located:
+    """Where a group/lookup entry was first defined, for conflict messages."""
+
+    value: str
+    file: str
+    line: int | None
+
+
+def _build(
+    read: tuple[list[_Source], list[RuleProblem]], cache_size: int
+) -> tuple[RuleTable | None, list[RuleProblem]]:
+    sources, problems = read
+    report = _Report(list(problems))
+    decoded = []
+    for src in sources:
+        assert src.raw is not None
+        rule_file, schema_problems = decode_rule_file(src.raw)
+        for rule, message in schema_problems:
+            report.add(src, rule, message, _schema_line(src, rule))
+        decoded.append((src, rule_file))
+
+    groups = _merge_groups(decoded, report)
+    lookups = _merge_lookups(decoded, report)
+    filters = {name: Filter(name, table.get, table) for name, table in lookups.items()}
+    binder = _Binder(groups, filters, report)
+
+    exact_rules: dict[str, CompiledRule] = {}
+    exact: dict[str, Mapping] = {}
+    fuzzy: list[CompiledRule] = []
+    for src, rule_file in decoded:
+        for key, spec in rule_file.exact.items():
+            line = src.exact_line(key)
+            label = f"exact {key!r}"
+            if key in exact_rules:
+                first = exact_rules[key]
+                report.add(
+                    src,
+                    label,
+                    f"duplicate exact key, first defined in {first.file}"
+                    f"{'' if first.line is None else f' line {first.line}'}",
+                    line,
+                )
+                continue
+            compiled = binder.compile(src, spec, label, f"{src.file}: {label}", line, None, 0)
+            if compiled is None:
+                continue
+            mapping, why = compiled.build((), groups)
+            if mapping is None:
+                report.add(src, label, f"yields no mapping: {why}", line)
+                continue
+            exact_rules[key] = compiled
+            exact[key] = mapping
+        for i, fspec in enumerate(rule_file.fuzzy):
+            if fspec is None:
+                continue
+            index = len(fuzzy) + 1
+            line = src.fuzzy_line(i)
+            name = fspec.name or f"{Path(src.file).name}#fuzzy[{i}]"
+            label = f"fuzzy {name!r} (#{index})"
+            try:
+                pattern = re.compile(fspec.match, re.ASCII)
+            except re.error as exc:
+                report.add(src, label, f"bad regex {fspec.match!r}: {exc}", line)
+                continue
+            compiled = binder.compile(
+                src, fspec, label, f"{src.file}: {label}", line, pattern, index
+            )
+            if compiled is not None:
+                fuzzy.append(compiled)
+
+    _shadow_warnings(fuzzy, set(exact), sources, report)
+    if report.has_errors:
+        return None, report.problems
+    warnings = [p for p in report.problems if p.severity == "warning"]
+    table = RuleTable(
+        groups, exact, fuzzy, warnings, exact_rules=exact_rules, cache_size=cache_size
+    )
+    return table, report.problems
+
+
+def _schema_line(src: _Source, rule: str) -> int | None:
+    m = re.match(r"exact '(.*)'$", rule)
+    if m:
+        return src.exact_line(m.group(1))
+    m = re.search(r"fuzzy\[(\d+)\]", rule)
+    if m:
+        return src.fuzzy_line(int(m.group(1)))
+    section, _, key = rule.partition(".")
+    if key:
+        if section == "lookups":
+            table, _, entry = key.partition(".")
+            return src.key_line(f"lookups.{table}", entry) if entry else src.section_line(rule)
+        return src.key_line(section, key)
+    return src.section_line(section)
+
+
+def _merge_groups(decoded: list[tuple[_Source, Any]], report: _Report) -> dict[str, str]:
+    seen: dict[str, _Located] = {}
+    for src, rule_file in decoded:
+        for key, name in rule_file.groups.items():
+            line = src.key_line("groups", key)
+            if not _WORD.match(name):
+                report.add(src, f"groups.{key}", f"group name {name!r} must match ^\\w+$", line)
+                continue
+            first = seen.get(key)
+            if first is None:
+                seen[key] = _Located(name, src.file, line)
+            elif first.value != name:
+                report.add(
+                    src,
+                    f"groups.{key}",
+                    f"group {key!r} = {name!r} conflicts with {first.value!r} "
+                    f"from {first.file}{'' if first.line is None else f' line {first.line}'}",
+                    line,
+                )
+    return {key: loc.value for key, loc in seen.items()}
+
+
+def _merge_lookups(
+    decoded: list[tuple[_Source, Any]], report: _Report
+) -> dict[str, dict[str, str]]:
+    seen: dict[str, dict[str, _Located]] = {}
+    for src, rule_file in decoded:
+        for table, entries in rule_file.lookups.items():
+            if table == "snake":
+                report.add(
+                    src,
+                    f"lookups.{table}",
+                    "'snake' is a built-in filter; pick another table name",
+                    src.section_line(f"lookups.{table}"),
+                )
+                continue
+            merged = seen.setdefault(table, {})
+            for key, value in entries.items():
+                line = src.key_line(f"lookups.{table}", key)
+                first = merged.get(key)
+                if first is None:
+                    merged[key] = _Located(value, src.file, line)
+                elif first.value != value:
+                    report.add(
+                        src,
+                        f"lookups.{table}.{key}",
+                        f"{key!r} = {value!r} conflicts with {first.value!r} from {first.file}"
+                        f"{'' if first.line is None else f' line {first.line}'}",
+                        line,
+                    )
+    return {t: {k: loc.value for k, loc in entries.items()} for t, entries in seen.items()}
+
+
+class _Binder:
+    """Parses a rule's templates, binds filters and runs the per-rule checks."""
+
+    def __init__(self, groups: dict[str, str], filters: dict[str, Filter], report: _Report) -> None:
+        self.groups = groups
+        self.filters = filters
+        self.report = report
+
+    def compile(
+        self,
+        src: _Source,
+        spec: ExactSpec | FuzzySpec,
+        label: str,
+        description: str,
+        line: int | None,
+        pattern: re.Pattern[str] | None,
+        index: int,
+    ) -> CompiledRule | None:
+        captures = pattern.groups if pattern is not None else 0
+        before = len(self.report.problems)
+
+        def err(message: str) -> None:
+            self.report.add(src, label, message, line)
+
+        def template(text: str, what: str) -> Template | None:
+            return self._template(src, label, line, text, what, captures)
+
+        group = template(spec.group, "group")
+        event = template(spec.event, "event")
+        if group is not None:
+            self._check_group(group, "group", err)
+        if group is not None and event is not None:
+            self._check_event_type(group, event, "event_type", err)
+
+        properties: list[tuple[str, Template]] = []
+        for prop, text in spec.properties.items():
+            if not _WORD.match(prop):
+                err(f"property name {prop!r} must match ^\\w+$")
+            t = template(text, f"properties.{prop}")
+            if t is not None:
+                properties.append((prop, t))
+        for prop, request_field in spec.fields.items():
+            if not _WORD.match(prop):
+                err(f"property name {prop!r} in fields must match ^\\w+$")
+            if prop in spec.properties:
+                err(f"property {prop!r} is set by both properties and fields")
+            if not _FIELD.match(request_field):
+                err(f"fields.{prop}: {request_field!r} is not a request field name")
+
+        also: list[tuple[Template, Template, int]] = []
+        for n, extra in enumerate(spec.also):
+            g = template(extra.group, f"also[{n}].group")
+            e = template(extra.event, f"also[{n}].event")
+            if extra.delay_ms < 0:
+                err(f"also[{n}].delay_ms must be >= 0, got {extra.delay_ms}")
+            if g is not None:
+                self._check_group(g, f"also[{n}].group", err)
+            if g is not None and e is not None:
+                self._check_event_type(g, e, f"also[{n}]", err)
+                also.append((g, e, extra.delay_ms))
+
+        if spec.vwo is not None and not _VWO_NAME.match(spec.vwo):
+            err(f"bad vwo name {spec.vwo!r}: expected ^[A-Za-z][\\w.-]{{0,254}}$")
+        for name in spec.vwo_fields:
+            if not _FIELD.match(name):
+                err(f"bad vwo_fields entry {name!r}: not a request field name")
+        if spec.vwo_fields and spec.vwo is None:
+            err("vwo_fields given without vwo")
+
+        if len(self.report.problems) > before and any(
+            p.severity == "error" for p in self.report.problems[before:]
+        ):
+            return None
+        assert group is not None and event is not None
+        return CompiledRule(
+            rule=description,
+            file=src.file,
+            line=line,
+            group=group,
+            event=event,
+            properties=tuple(properties),
+            fields=tuple(spec.fields.items()),
+            also=tuple(also),
+            minimal=spec.minimal,
+            vwo=spec.vwo,
+            vwo_fields=tuple(spec.vwo_fields),
+            pattern=pattern,
+            index=index,
+        )
+
+    def _template(
+        self,
+        src: _Source,
+        label: str,
+        line: int | None,
+        text: str,
+        what: str,
+        captures: int,
+    ) -> Template | None:
+        def err(message: str, severity: Literal["error", "warning"] = "error") -> None:
+            self.report.add(src, label, f"{what}: {message}", line, severity)
+
+        try:
+            parsed = parse_template(text)
+        except TemplateError as exc:
+            err(str(exc))
+            return None
+        bound: list[tuple[Filter, ...]] = []
+        ok = True
+        for ph in parsed.placeholders:
+            if ph.index > captures:
+                have = (
+                    "exact rules have no captures"
+                    if captures == 0 and label.startswith("exact")
+                    else f"the pattern has {captures} capture group(s)"
+                )
+                err(f"{ph.text} refers to capture {ph.index}, but {have}")
+                ok = False
+            chain: list[Filter] = []
+            for name in ph.filter_names:
+                flt = SNAKE if name == "snake" else self.filters.get(name)
+                if flt is None:
+                    err(f"{ph.text}: unknown filter or lookup table {name!r}")
+                    ok = False
+                    continue
+                chain.append(flt)
+            for a, b in zip(chain, chain[1:], strict=False):
+                if a.lookup is not None and b.lookup is not None:
+                    missing = sorted({v for v in a.lookup.values() if v not in b.lookup})
+                    if missing:
+                        err(
+                            f"{ph.text}: values of lookup {a.name!r} missing from "
+                            f"{b.name!r} never resolve: {', '.join(map(repr, missing))}",
+                            "warning",
+                        )
+            bound.append(tuple(chain))
+        return parsed.bind(tuple(bound)) if ok else None
+
+    def _check_group(self, group: Template, what: str, err: Any) -> None:
+        if group.is_static:
+            if group.source not in self.groups:
+                err(f"{what}: unknown group key {group.source!r}")
+            return
+        # `{N|...|table}` as the whole group: every value the table can give must be a key.
+        if len(group.parts) == 1 and group.filters[0] and group.filters[0][-1].lookup:
+            last = group.filters[0][-1]
+            assert last.lookup is not None
+            bad = sorted({v for v in last.lookup.values() if v not in self.groups})
+            if bad:
+                err(
+                    f"{what}: lookup {last.name!r} gives values that are not group keys: "
+                    + ", ".join(map(repr, bad))
+                )
+
+    def _check_event_type(self, group: Template, event: Template, what: str, err: Any) -> None:
+        if group.is_static and event.is_static:
+            name = self.groups.get(group.source)
+            if name is not None and not EVENT_TYPE.match(f"{name} - {event.source}"):
+                err(f"{what} {name + ' - ' + event.source!r} can never match ^\\w+ - \\w+$")
+            return
+        literal = event.literal_text
+        if literal and not _WORD.match(literal):
+            err(f"{what}: literal text {literal!r} in event can never match ^\\w+ - \\w+$")
+
+
+# --- rules that never fire ---------------------------------------------------------------
+
+
+def _shadow_warnings(
+    fuzzy: list[CompiledRule],
+    exact_keys: set[str],
+    sources: list[_Source],
+    report: _Report,
+) -> None:
+    by_file = {src.file: src for src in sources}
+    first_seen: dict[tuple[str, int], CompiledRule] = {}
+    for position, rule in enumerate(fuzzy):
+        assert rule.pattern is not None
+        src = by_file.get(rule.file) or _Source(rule.file, None, None)
+        label = rule.rule.split(": ", 1)[-1]
+
+        def warn(message: str, src: _Source = src, label: str = label, rule: Any = rule) -> None:
+            report.add(src, label, message, rule.line, "warning")
+
+        key = (rule.pattern.pattern, rule.pattern.flags)
+        if key in first_seen:
+            warn(f"never fires: same pattern as earlier {_name(first_seen[key])}")
+            continue
+        first_seen[key] = rule
+        language = enumerate_language(rule.pattern, _ENUMERATION_LIMIT)
+        definite = language is not None
+        if language is not None:
+            if not language:
+                warn("never fires: the pattern matches no valid event name")
+                continue
+            samples = sorted(language - exact_keys)
+            if not samples:
+                warn(f"never fires: every name it matches ({len(language)}) is an exact key")
+                continue
+        else:
+            generated = sample_strings(rule.pattern)
+            samples = [s for s in generated if s not in exact_keys]
+            if generated and not samples:
+                warn(f"probably never fires: every sample ({len(generated)}) is an exact key")
+                continue
+            if not samples:
+                continue
+        earlier = fuzzy[:position]
+        covering: dict[int, CompiledRule] = {}
+        for sample in samples:
+            winner = next(
+                (r for r in earlier if r.pattern is not None and r.pattern.search(sample)), None
+            )
+            if winner is None:
+                break
+            covering[winner.index] = winner
+        else:
+            names = ", ".join(_name(r) for r in covering.values())
+            plural = "rule" if len(covering) == 1 else "rules"
+            if definite:
+                warn(f"never fires: every name it matches also matches earlier {plural} {names}")
+            else:
+                warn(
+                    f"probably never fires: every sample ({len(samples)}) also matches "
+                    f"earlier {plural} {names}"
+                )
+
+
+def _name(rule: CompiledRule) -> str:
+    return rule.rule.split(": ", 1)[-1]
+
+
+def iter_problems(problems: list[RuleProblem]) -> Iterator[str]:
+    """Lines for a CLI: errors first, then warnings."""
+    for severity in ("error", "warning"):
+        for p in problems:
+            if p.severity == severity:
+                yield str(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from .sinks.base import Sink
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+DROP_LOG_INTERVAL = 1.0
 
 
 class SinkRunner:
@@ -39,6 +41,8 @@ class SinkRunner:
         self._closing = False
         self._workers: list[asyncio.Task[None]] = []
         self._tags = {"sink": sink.name}
+        self._unlogged_drops = 0
+        self._next_drop_log = 0.0
         stats.gauge("sink.queue_depth", lambda: len(self.queue), self._tags)
 
     def submit(self, records: Sequence[Record]) -> None:
@@ -49,7 +53,16 @@ class SinkRunner:
         if len(records) > room:
             dropped = len(records) - max(room, 0)
             self.stats.incr("sink.dropped", dropped, {**self._tags, "reason": "queue_full"})
-            log.warning("sink %s: queue full, %d records dropped", self.sink.name, dropped)
+            self._unlogged_drops += dropped
+            now = time.monotonic()
+            # Logging every drop would add to the very overload that causes it: say it at
+            # most once a second, with the count since the last line.
+            if now >= self._next_drop_log:
+                log.warning(
+                    "sink %s: queue full, %d records dropped", self.sink.name, self._unlogged_drops
+                )
+                self._unlogged_drops = 0
+                self._next_drop_log = now + DROP_LOG_INTERVAL
             records = records[: max(room, 0)]
             if not records:
                 return

@@ -88,14 +88,16 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
             rows.append(
                 (
                     f"{result.scenario} / {fig.label}",
-                    _num(fig.requests_per_s) + _ratio(fig.requests_per_s, b and b.requests_per_s),
+                    _num(fig.requests_per_s)
+                    + _ratio(fig.requests_per_s, b.requests_per_s if b else None),
                     _num(fig.events_per_s or fig.records_per_s),
-                    _num(fig.p50_ms, 2) + _ratio(fig.p50_ms, b and b.p50_ms),
-                    _num(fig.p99_ms, 2) + _ratio(fig.p99_ms, b and b.p99_ms),
-                    _num(fig.max_ms, 1) + _ratio(fig.max_ms, b and b.max_ms),
+                    _num(fig.p50_ms, 2) + _ratio(fig.p50_ms, b.p50_ms if b else None),
+                    _num(fig.p99_ms, 2) + _ratio(fig.p99_ms, b.p99_ms if b else None),
+                    _num(fig.max_ms, 1) + _ratio(fig.max_ms, b.max_ms if b else None),
                     _num(fig.cpu_us_per_event, 2)
-                    + _ratio(fig.cpu_us_per_event, b and b.cpu_us_per_event),
-                    _num(fig.peak_rss_mb, 1) + _ratio(fig.peak_rss_mb, b and b.peak_rss_mb),
+                    + _ratio(fig.cpu_us_per_event, b.cpu_us_per_event if b else None),
+                    _num(fig.peak_rss_mb, 1)
+                    + _ratio(fig.peak_rss_mb, b.peak_rss_mb if b else None),
                 )
             )
             if b is not None:
@@ -161,18 +163,19 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
     http = [(s, f) for s, f in rows if f.p50_ms is not None]
     hx = list(range(len(http)))
     w = 0.13
-    series = [
-        ("p50", lambda f: f.p50_ms),
-        ("p99", lambda f: f.p99_ms),
-        ("max", lambda f: f.max_ms),
-    ]
-    for i, (name, get) in enumerate(series):
-        bottom.bar([x + (i - 2.5) * w for x in hx], [get(f) or 0 for _, f in http], w, label=name)
+    for i, name in enumerate(("p50_ms", "p99_ms", "max_ms")):
+
+        def get(f: Figures | None, name: str = name) -> float:
+            value = getattr(f, name, None) if f is not None else None
+            return float(value) if value is not None else 0.0
+
+        label = name.removesuffix("_ms")
+        bottom.bar([x + (i - 2.5) * w for x in hx], [get(f) for _, f in http], w, label=label)
         bottom.bar(
             [x + (i + 0.5) * w for x in hx],
-            [get(f.baseline) or 0 if f.baseline else 0 for _, f in http],
+            [get(f.baseline) for _, f in http],
             w,
-            label=f"baseline {name}",
+            label=f"baseline {label}",
             hatch="//",
             alpha=0.6,
         )

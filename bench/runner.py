@@ -19,9 +19,7 @@ from .scenarios import RESULT_MARK, SCENARIOS
 MILLION = 1_000_000
 
 
-def run_scenario(
-    name: str, duration: float, smoke: bool, index: int, total: int
-) -> ScenarioResult:
+def run_scenario(name: str, duration: float, smoke: bool, index: int, total: int) -> ScenarioResult:
     """`python -m bench.scenarios.NAME` in a child process, with a live progress line."""
     argv = [sys.executable, "-m", f"bench.scenarios.{name}", "--duration", str(duration)]
     if smoke:
@@ -80,7 +78,9 @@ def targets(results: Sequence[ScenarioResult]) -> list[Target]:
             )
         )
     else:
-        out.append(Target(name="1. requests/s vs baseline", wanted=">= 0.80x", figure="-", met=None))
+        out.append(
+            Target(name="1. requests/s vs baseline", wanted=">= 0.80x", figure="-", met=None)
+        )
     batch = _row(results, "batch")
     eps = batch.events_per_s if batch else None
     out.append(
@@ -114,7 +114,9 @@ def targets(results: Sequence[ScenarioResult]) -> list[Target]:
             )
         )
     else:
-        out.append(Target(name="5. 1000 vs 10 fuzzy rules", wanted=">= 0.90x", figure="-", met=None))
+        out.append(
+            Target(name="5. 1000 vs 10 fuzzy rules", wanted=">= 0.90x", figure="-", met=None)
+        )
     if batch and batch.peak_rss_mb is not None and batch.events:
         enough = batch.events >= MILLION
         out.append(

@@ -11,9 +11,7 @@ import msgspec
 from router.flow import FlowSigner, now_ms
 
 FLOW_KEY = "bench-flow-key-not-secret"
-USER_AGENT = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:128.0) Gecko/20100101 Firefox/128.0"
-)
+USER_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:128.0) Gecko/20100101 Firefox/128.0"
 HEADERS = {
     "Content-Type": "application/json",
     "User-Agent": USER_AGENT,

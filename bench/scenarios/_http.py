@@ -143,12 +143,11 @@ def records_for(body: bytes) -> Callable[[FlowSigner], int]:
     """How many records the pipeline makes from one request with this body."""
 
     def count(signer: FlowSigner) -> int:
+        from router.flow import now_ms
         from router.handlers.metrics import decode_body
         from router.mapping import Pipeline
         from router.ruletable import default_rules_path, load_rules
         from router.stats import Stats
-
-        from router.flow import now_ms
 
         from ..traffic import USER_AGENT
 

@@ -32,7 +32,8 @@ def run(duration: float, smoke: bool) -> ScenarioResult:
         rows=[fig],
         notes=[
             f"asked for {rate} req/s for {duration} s; statuses {fig.statuses}",
-            "the generator (aiohttp client, one process) is pinned to the CPU the router does not use",
+            "the generator (aiohttp client, one process) is pinned to the CPU the router"
+            " does not use",
         ],
     )
 

@@ -7,9 +7,9 @@ router core does per batch besides HTTP and the sinks' own work.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 import resource
 import time
+from collections.abc import Sequence
 
 from router.flow import FlowSigner, now_ms
 from router.handlers.metrics import check_ranges

@@ -15,7 +15,7 @@ from typing import Any
 
 from router.ruletable import RuleTable, compile_rules_from_dict, default_rules_path
 
-from ..results import Figures, ScenarioResult
+from ..results import ScenarioResult
 from . import TITLES, scenario_main
 from .pipeline import measure
 

@@ -35,6 +35,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	./scripts/install-system-deps.sh wrk || echo "wrk could not be installed: HTTP scenarios will be skipped"
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench $(ARGS)
 
 clean:

@@ -1,0 +1,159 @@
+"""What the HTTP scenarios share: the router's config, the baseline, wrk runs, figures."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from router.flow import FlowSigner
+from router.mapping import RequestInfo
+
+from .. import wrk
+from ..procs import (
+    Server,
+    baseline_server,
+    count_lines,
+    cpu_seconds,
+    free_port,
+    peak_rss_mb,
+    placement,
+    router_server,
+)
+from ..results import Figures, ScenarioResult
+from ..traffic import FLOW_KEY
+
+CONNECTIONS = 64
+
+
+def router_config(directory: Path, log_path: Path) -> Path:
+    """The router's config: a flow key the bench signs with, the log sink writing to a file."""
+    path = directory / "router.toml"
+    path.write_text(
+        "[server]\n"
+        'host = "127.0.0.1"\n'
+        "[flow]\n"
+        f'key = "{FLOW_KEY}"\n'
+        "[sinks.log]\n"
+        f'path = "{log_path}"\n'
+    )
+    return path
+
+
+def measure(
+    server: Server,
+    url: str,
+    script: Path,
+    duration: float,
+    wrk_cpu: int | None,
+    events_per_request: int,
+    label: str,
+    warmup: bool,
+) -> tuple[Figures, int]:
+    """One measured wrk run (after an optional 1 s warm-up); also the requests sent in all."""
+    sent = 0
+    if warmup:
+        sent += wrk.run(url, script, 1, wrk_cpu, CONNECTIONS).requests
+    before = cpu_seconds(server.pid)
+    result = wrk.run(url, script, duration, wrk_cpu, CONNECTIONS)
+    cpu = cpu_seconds(server.pid) - before
+    sent += result.requests
+    events = result.requests * events_per_request
+    seconds = result.duration_us / 1e6
+    figures = Figures(
+        label=label,
+        seconds=round(seconds, 2),
+        requests_per_s=round(result.requests_per_s, 1),
+        events_per_s=round(events / seconds, 1),
+        p50_ms=result.p50_us / 1000,
+        p99_ms=result.p99_us / 1000,
+        max_ms=result.max_us / 1000,
+        cpu_us_per_event=round(cpu * 1e6 / events, 3) if events else None,
+        cpu_us_per_request=round(cpu * 1e6 / result.requests, 3) if result.requests else None,
+        peak_rss_mb=round(peak_rss_mb(server.pid), 1),
+        events=sent * events_per_request,
+        requests=result.requests,
+        errors=result.errors,
+    )
+    return figures, sent
+
+
+def run_http(
+    scenario: str,
+    title: str,
+    *,
+    method: str,
+    path: str,
+    body: bytes | None,
+    events_per_request: int,
+    records_per_request: Callable[[FlowSigner], int],
+    duration: float,
+    smoke: bool,
+    headers: Mapping[str, str] | None = None,
+    label: str = "router",
+) -> ScenarioResult:
+    """Baseline then router, same wrk script and pinning; notes on what the log sink wrote."""
+    reason = wrk.available()
+    if reason is not None:
+        return ScenarioResult(scenario=scenario, title=title, skipped=reason)
+    server_cpu, wrk_cpu = placement()
+    notes = []
+    if server_cpu is None:
+        notes.append("one CPU only: server and wrk share it (figures are not comparable)")
+    else:
+        notes.append(f"server pinned to CPU {server_cpu}, wrk (1 thread) to CPU {wrk_cpu}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        directory = Path(tmp)
+        body_file = None
+        if body is not None:
+            body_file = directory / "body.json"
+            body_file.write_bytes(body)
+        script = wrk.write_script(directory / "script.lua", method, body_file, headers)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{path}"
+        with baseline_server(port, server_cpu) as base:
+            baseline, _ = measure(
+                base, url, script, duration, wrk_cpu, events_per_request, "baseline", not smoke
+            )
+        log_path = directory / "router.log"
+        config = router_config(directory, log_path)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{path}"
+        server = router_server(config, port, server_cpu)
+        with server:
+            figures, sent = measure(
+                server, url, script, duration, wrk_cpu, events_per_request, label, not smoke
+            )
+        code = server.stop()
+        figures.baseline = baseline
+        written = count_lines(log_path) if log_path.exists() else 0
+        expected = sent * records_per_request(FlowSigner(FLOW_KEY))
+        share = f" ({written / expected:.1%})" if expected else ""
+        notes.append(
+            f"log sink wrote {written:,} of {expected:,} records{share} after a clean stop"
+            f" (exit {code}); {figures.events:,} events sent in all, including the warm-up"
+        )
+        dropped = [line for line in server.tail if "dropped" in line or "not delivered" in line]
+        if dropped:
+            notes.append(f"router said: {dropped[-1][-160:]}")
+    return ScenarioResult(scenario=scenario, title=title, rows=[figures], notes=notes)
+
+
+def records_for(body: bytes) -> Callable[[FlowSigner], int]:
+    """How many records the pipeline makes from one request with this body."""
+
+    def count(signer: FlowSigner) -> int:
+        from router.flow import now_ms
+        from router.handlers.metrics import decode_body
+        from router.mapping import Pipeline
+        from router.ruletable import default_rules_path, load_rules
+        from router.stats import Stats
+
+        from ..traffic import USER_AGENT
+
+        pipeline = Pipeline(load_rules([default_rules_path()]), signer, Stats())
+        req = RequestInfo(received=now_ms(), user_agent=USER_AGENT, locale="en-US")
+        batch = pipeline.process_batch(decode_body(body), req)
+        return len(batch.amplitude) + len(batch.flow) + len(batch.vwo)
+
+    return count

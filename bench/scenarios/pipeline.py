@@ -1,0 +1,87 @@
+"""Scenario 4: the in-process pipeline without HTTP, from request bytes to records.
+
+decode (`metrics_body_decoder`), `check_ranges`, `Pipeline.process_batch`: what one
+router core does per batch besides HTTP and the sinks' own work.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Sequence
+
+from router.flow import FlowSigner, now_ms
+from router.handlers.metrics import check_ranges
+from router.mapping import Pipeline, RequestInfo
+from router.ruletable import RuleTable, default_rules_path, load_rules
+from router.stats import Stats
+
+from ..results import Figures, ScenarioResult
+from ..traffic import FLOW_KEY, JOURNEY, USER_AGENT, body_bytes
+from . import TITLES, scenario_main
+
+EVENTS = 50
+BODIES = 64  # distinct flows, so the flow-signature cache sees more than one
+
+
+def measure(
+    table: RuleTable,
+    duration: float,
+    label: str,
+    events: int = EVENTS,
+    names: Sequence[str] = JOURNEY,
+) -> Figures:
+    """Events/s of one core through decode, range checks and process_batch."""
+    from router.events import metrics_body_decoder
+
+    signer = FlowSigner(FLOW_KEY)
+    pipeline = Pipeline(table, signer, Stats(), app_version="1.2.3")
+    now = now_ms()
+    bodies = [body_bytes(signer, events, now=now, names=names) for _ in range(BODIES)]
+    req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")
+    decode = metrics_body_decoder.decode
+    max_offset = 172_800_000
+    done_events = records = 0
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    deadline = start + duration
+    while True:
+        for data in bodies:
+            body = decode(data)
+            check_ranges(body, max_offset, 1000)
+            batch = pipeline.process_batch(body, req)
+            records += len(batch.amplitude) + len(batch.flow) + len(batch.vwo)
+        done_events += BODIES * events
+        if time.perf_counter() >= deadline:
+            break
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    return Figures(
+        label=label,
+        seconds=round(seconds, 2),
+        requests_per_s=round(done_events / events / seconds, 1),
+        events_per_s=round(done_events / seconds, 1),
+        records_per_s=round(records / seconds, 1),
+        cpu_us_per_event=round(cpu * 1e6 / done_events, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        events=done_events,
+    )
+
+
+def run(duration: float, smoke: bool) -> ScenarioResult:
+    table = load_rules([default_rules_path()])
+    # Single-threaded: on one core this is events/s per core.
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    os.sched_setaffinity(0, {cpu})
+    row = measure(table, duration, f"{EVENTS} events a batch, bundled rules")
+    return ScenarioResult(
+        scenario="pipeline",
+        title=TITLES["pipeline"],
+        rows=[row],
+        notes=[f"pinned to CPU {cpu}; records/s counts Amplitude + flow + VWO records out"],
+    )
+
+
+if __name__ == "__main__":
+    scenario_main(run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import LogSinkSettings, Settings, SinkSettings, enabled_sinks
+from ..config import JetStreamSinkSettings, LogSinkSettings, Settings, SinkSettings, enabled_sinks
 from .base import Sink
 from .log import LogSink
 from .memory import MemorySink
@@ -21,7 +21,14 @@ def _memory(name: str, conf: SinkSettings, settings: Settings) -> Sink:
     return MemorySink(name)
 
 
-FACTORIES: dict[str, SinkFactory] = {"log": _log, "memory": _memory}
+def _jetstream(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+    from .jetstream import JetStreamSink
+
+    assert isinstance(conf, JetStreamSinkSettings)
+    return JetStreamSink(name, conf)
+
+
+FACTORIES: dict[str, SinkFactory] = {"log": _log, "memory": _memory, "jetstream": _jetstream}
 
 
 def build_sinks(settings: Settings) -> list[tuple[Sink, SinkSettings]]:

@@ -28,6 +28,11 @@ from .base import Kind, Sink
 log = logging.getLogger(__name__)
 
 
+# Publishes in flight at once: below nats-py's pending limit (4000), where publish_async
+# would wait without a timeout for acks that a dropped connection never brings.
+WINDOW = 2000
+
+
 class PublishError(Exception):
     """Some records of a batch were not acknowledged by JetStream."""
 
@@ -69,6 +74,14 @@ class JetStreamSink(Sink):
         return subject, bus.encode(record), record_id(self.key, record)
 
     async def _publish(self, messages: list[tuple[str, bytes, str]]) -> list[int]:
+        """Publish in windows that fit the client's pending-ack limit; failed indexes."""
+        failed: list[int] = []
+        for start in range(0, len(messages), WINDOW):
+            window = messages[start : start + WINDOW]
+            failed.extend(start + i for i in await self._publish_window(window))
+        return failed
+
+    async def _publish_window(self, messages: list[tuple[str, bytes, str]]) -> list[int]:
         """Publish all, then await all acks; the indexes of the ones that failed."""
         assert self._js is not None
         futures: list[asyncio.Future[PubAck]] = []
@@ -79,7 +92,6 @@ class JetStreamSink(Sink):
                     await self._js.publish_async(
                         subject,
                         payload,
-                        wait_stall=self.conf.publish_timeout_seconds,
                         headers={bus.MSG_ID: msg_id},
                     )
                 )

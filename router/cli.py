@@ -19,6 +19,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "port", None) is not None:
         settings.server.port = args.port
     if getattr(args, "workers", None) is not None:
+        if not 1 <= args.workers <= 256:
+            raise ConfigError([f"--workers {args.workers}: expected 1 to 256"])
         settings.server.workers = args.workers
     return settings
 

@@ -18,6 +18,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.server.host = args.host
     if getattr(args, "port", None) is not None:
         settings.server.port = args.port
+    if getattr(args, "workers", None) is not None:
+        if not 1 <= args.workers <= 256:
+            raise ConfigError([f"--workers {args.workers}: expected 1 to 256"])
+        settings.server.workers = args.workers
     return settings
 
 
@@ -25,6 +29,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     serve(_settings(args))
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    from .forward import forward
+
+    forward(load_settings(args.config), args.destination)
     return 0
 
 
@@ -80,7 +91,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config file (default: embedded defaults)")
     serve.add_argument("--host", help="listen address (overrides [server] host)")
     serve.add_argument("--port", type=int, help="listen port (overrides [server] port)")
+    serve.add_argument("--workers", type=int, help="worker processes (overrides [server] workers)")
     serve.set_defaults(func=cmd_serve)
+
+    fwd = sub.add_parser(
+        "forward", help="deliver records from JetStream to one destination (a delivery worker)"
+    )
+    fwd.add_argument(
+        "--destination", required=True, help="the sink to deliver through: [sinks.<name>]"
+    )
+    fwd.add_argument("--config", help="TOML config file with [sinks.jetstream] and the sink")
+    fwd.set_defaults(func=cmd_forward)
 
     rules = sub.add_parser("rules", help="compile, check and explain rule files")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

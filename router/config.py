@@ -11,7 +11,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -39,6 +39,11 @@ class ServerSettings(Section):
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_events_per_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
     shutdown_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    # More than 1: that many worker processes share the port (see docs/scaling.md).
+    workers: Annotated[int, Meta(ge=1, le=256)] = 1
+    # With several workers, each claims `<worker_dir>/worker-<k>` for its own state
+    # (spool, counter snapshots); a restarted set of workers picks the same ones up.
+    worker_dir: str = "workers"
 
 
 class FlowSettings(Section):
@@ -130,11 +135,41 @@ class VwoSinkSettings(SinkSettings):
         _require(self, "account_id", "sdk_key", "settings_path")
 
 
+class JetStreamSinkSettings(SinkSettings):
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    stream: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+$")] = "METRICS"
+    # The subject each destination's records are published on (and forwarded from).
+    subjects: dict[Literal["amplitude", "vwo"], str] = msgspec.field(
+        default_factory=lambda: {"amplitude": "metrics.amplitude", "vwo": "metrics.vwo"}
+    )
+    replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    # JetStream drops a message whose Nats-Msg-Id it saw within this window.
+    duplicate_window_seconds: Annotated[float, Meta(gt=0)] = 120.0
+    # HMAC key for Amplitude insert ids (required); use [sinks.amplitude] hmac_key.
+    id_key: str = ""
+    publish_timeout_seconds: Annotated[float, Meta(gt=0)] = 10.0
+    # Publishing a batch is tried this often before `send` fails (and the chunk stays spooled).
+    publish_attempts: Annotated[int, Meta(ge=1)] = 3
+    # Forwarders: messages fetched at a time, redelivery wait and limits.
+    fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 500
+    ack_wait_seconds: Annotated[float, Meta(gt=0)] = 60.0
+    retry_delay_seconds: Annotated[float, Meta(ge=0)] = 5.0
+    # 0: redeliver until delivered; N: dead-letter a message after N failed deliveries.
+    max_deliver: NonNegative = 0
+
+    def __post_init__(self) -> None:
+        if not self.id_key:
+            raise ValueError("id_key required")
+        if not self.subjects:
+            raise ValueError("subjects: at least one destination required")
+
+
 class SinksSettings(Section):
     log: LogSinkSettings | None = None
     memory: MemorySinkSettings | None = None
     amplitude: AmplitudeSinkSettings | None = None
     vwo: VwoSinkSettings | None = None
+    jetstream: JetStreamSinkSettings | None = None
 
 
 class DeadLetterSettings(Section):

@@ -23,6 +23,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT, then finish in-flight work and drain the sinks."""
+    if settings.server.workers > 1:
+        from .workers import serve_workers
+
+        serve_workers(settings)
+        return
     app = make_app(settings)
     server = settings.server
     loop = new_event_loop()

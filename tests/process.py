@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -22,8 +23,11 @@ def free_port() -> int:
 class RouterProcess:
     """`metrics-router serve --config FILE` in a child process."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.config = config
+        self.args = list(args)
         self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,6 +46,7 @@ class RouterProcess:
             str(self.config),
             "--port",
             str(self.port),
+            *self.args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,

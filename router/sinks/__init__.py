@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..config import (
     AmplitudeSinkSettings,
+    JetStreamSinkSettings,
     LogSinkSettings,
     Settings,
     SinkSettings,
@@ -72,11 +73,19 @@ def _vwo(name: str, conf: SinkSettings, settings: Settings) -> Sink:
     )
 
 
+def _jetstream(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+    from .jetstream import JetStreamSink
+
+    assert isinstance(conf, JetStreamSinkSettings)
+    return JetStreamSink(name, conf)
+
+
 FACTORIES: dict[str, SinkFactory] = {
     "log": _log,
     "memory": _memory,
     "amplitude": _amplitude,
     "vwo": _vwo,
+    "jetstream": _jetstream,
 }
 
 

@@ -1,0 +1,225 @@
+"""Delivery workers: pull records from JetStream and deliver them through a sink.
+
+`metrics-router forward --destination NAME` runs one. Several forwarders of one
+destination share one durable pull consumer (`forward-<NAME>`), so JetStream spreads
+the messages between them; a message is acknowledged only after the sink's `send`
+returned (delivered, or dead-lettered by the sink itself), and is redelivered if a
+forwarder dies holding it. A failed `send` naks the batch with a delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from . import bus
+from .config import JetStreamSinkSettings, Settings
+from .errors import ConfigError
+from .records import Record
+from .sinks import FACTORIES, Sink
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+def build_destination(settings: Settings, name: str) -> Sink:
+    """The sink named `name`, from its `[sinks.<name>]` section, through FACTORIES."""
+    if name not in FACTORIES:
+        known = ", ".join(sorted(n for n in FACTORIES if n != "jetstream"))
+        raise ConfigError([f"forward: unknown destination {name!r} (known: {known})"])
+    conf = getattr(settings.sinks, name, None)
+    if conf is None:
+        raise ConfigError([f"forward: destination {name!r} needs a [sinks.{name}] section"])
+    return FACTORIES[name](name, conf, settings)
+
+
+def bus_settings(settings: Settings) -> JetStreamSinkSettings:
+    conf = settings.sinks.jetstream
+    if conf is None:
+        raise ConfigError(["forward: a [sinks.jetstream] section is required"])
+    return conf
+
+
+class Forwarder:
+    """One destination's pull loop(s) over a shared durable consumer."""
+
+    def __init__(
+        self,
+        conf: JetStreamSinkSettings,
+        destination: str,
+        sink: Sink,
+        stats: Stats | None = None,
+    ) -> None:
+        self.conf = conf
+        self.destination = destination
+        self.sink = sink
+        self.stats = stats or Stats()
+        self.durable = f"forward-{destination}"
+        # subject -> destination kind, for the kinds this sink takes.
+        self.kinds: dict[str, bus.Destination] = {
+            subject: kind for kind, subject in conf.subjects.items() if kind in sink.kinds
+        }
+        if not self.kinds:
+            raise ConfigError(
+                [f"forward: sink {destination!r} takes none of {sorted(conf.subjects)}"]
+            )
+        self._tags = {"destination": destination}
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.conf.ack_wait_seconds,
+            max_deliver=self.conf.max_deliver or -1,
+            filter_subjects=sorted(self.kinds),
+            max_ack_pending=-1,
+        )
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Deliver until `stop` is set; the batch in hand is finished first."""
+        nc = await bus.connect(self.conf, f"forward-{self.destination}")
+        try:
+            js = nc.jetstream(timeout=self.conf.publish_timeout_seconds)
+            await bus.ensure_stream(js, self.conf)
+            try:
+                await js.add_consumer(self.conf.stream, self.consumer_config())
+            except BadRequestError as exc:
+                # Exists with other settings (e.g. another ack_wait): use it as it is.
+                log.warning("forward %s: keeping existing consumer: %s", self.destination, exc)
+            sub = await js.pull_subscribe_bind(self.durable, self.conf.stream)
+            async with self.sink:
+                log.info(
+                    "forwarder %s ready: consumer %s on stream %s (%s)",
+                    self.destination,
+                    self.durable,
+                    self.conf.stream,
+                    ", ".join(sorted(self.kinds)),
+                )
+                if ready is not None:
+                    ready.set()
+                loops = [
+                    asyncio.create_task(self._loop(sub, stop))
+                    for _ in range(max(1, self.sink.concurrency))
+                ]
+                await asyncio.gather(*loops)
+        finally:
+            await bus.close(nc)
+
+    async def _loop(self, sub: object, stop: asyncio.Event) -> None:
+        fetch = sub.fetch  # type: ignore[attr-defined]
+        while not stop.is_set():
+            try:
+                msgs: list[Msg] = await fetch(self.conf.fetch_batch, timeout=1.0)
+            except NatsTimeout:
+                continue
+            except (NatsError, OSError) as exc:
+                log.warning("forward %s: fetch failed: %r", self.destination, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            await self.handle(msgs)
+
+    async def handle(self, msgs: Sequence[Msg]) -> None:
+        """Deliver one fetched batch, then ack, nak or dead-letter each message."""
+        records: list[Record] = []
+        held: list[Msg] = []
+        for msg in msgs:
+            kind = self.kinds.get(msg.subject)
+            try:
+                if kind is None:
+                    raise ValueError(f"subject {msg.subject} is not for this destination")
+                records.append(bus.decode(kind, msg.data))
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                await self.dead_letter([msg], f"undecodable: {exc}")
+                continue
+            held.append(msg)
+        if not held:
+            return
+        keepalive = asyncio.create_task(self._keep_alive(held))
+        try:
+            await self.sink.send(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "forward %s: delivery of %d records failed: %r", self.destination, len(held), exc
+            )
+            await self._retry_later(held, repr(exc))
+            return
+        finally:
+            keepalive.cancel()
+        for msg in held:
+            await msg.ack()
+        self.stats.incr("forward.delivered", len(held), self._tags)
+
+    async def _retry_later(self, msgs: Sequence[Msg], reason: str) -> None:
+        last = self.conf.max_deliver
+        final = [m for m in msgs if last and m.metadata.num_delivered >= last]
+        again = [m for m in msgs if not (last and m.metadata.num_delivered >= last)]
+        for msg in again:
+            await msg.nak(delay=self.conf.retry_delay_seconds)
+        if again:
+            self.stats.incr("forward.retried", len(again), self._tags)
+        if final:
+            await self.dead_letter(final, f"delivery failed {last} times: {reason}")
+
+    async def _keep_alive(self, msgs: Sequence[Msg]) -> None:
+        # A slow delivery (destination backing off) must not let ack_wait expire and
+        # hand the same messages to another forwarder meanwhile.
+        while True:
+            await asyncio.sleep(self.conf.ack_wait_seconds / 3)
+            for msg in msgs:
+                with contextlib.suppress(NatsError):
+                    await msg.in_progress()
+
+    async def dead_letter(self, msgs: Sequence[Msg], reason: str) -> None:
+        """Give up on messages: logged, counted and terminated (never redelivered).
+
+        The hook for the dead-letter store: when one is configured, write
+        (reason, message) there before `term`.
+        """
+        self.stats.incr("forward.dead_lettered", len(msgs), {**self._tags, "reason": reason[:60]})
+        for msg in msgs:
+            log.error(
+                "forward %s: dead letter (%s): subject=%s id=%s body=%r",
+                self.destination,
+                reason,
+                msg.subject,
+                (msg.headers or {}).get(bus.MSG_ID),
+                msg.data[:200],
+            )
+            await msg.term()
+
+
+def forward(settings: Settings, destination: str) -> None:
+    """`metrics-router forward`: run one delivery worker until SIGTERM/SIGINT."""
+    from .server import new_event_loop
+
+    conf = bus_settings(settings)
+    sink = build_destination(settings, destination)
+    forwarder = Forwarder(conf, destination, sink)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await forwarder.run(stop)
+        log.info("forwarder %s stopped", destination)
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

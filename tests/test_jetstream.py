@@ -1,0 +1,333 @@
+"""The JetStream bus: the sink publishes with deterministic ids, forwarders deliver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from aiohttp.test_utils import TestServer
+
+from router.app import make_app
+from router.config import Settings
+from router.forward import Forwarder, build_destination
+from router.ids import insert_id, vwo_id
+from router.records import AmplitudeEvent, Record, VwoConversion
+from router.ruletable import RuleTable
+from router.sinks.jetstream import JetStreamSink, PublishError
+from router.sinks.memory import MemorySink
+from router.state import STATE
+from router.stats import Stats
+
+from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
+from .conftest import AiohttpClient
+from .helpers import body
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    async with NatsServer(tmp_path / "js") as server:
+        yield server
+
+
+@pytest.fixture
+async def destination(aiohttp_server: object) -> AsyncIterator[tuple[Destination, str]]:
+    dest = Destination()
+    server: TestServer = await aiohttp_server(dest.app())  # type: ignore[operator]
+    yield dest, str(server.make_url("/events"))
+
+
+def amplitude(i: int) -> AmplitudeEvent:
+    return AmplitudeEvent(
+        event_type="fxa_reg - view", time=1_700_000_000_000 + i, user_id=f"{i:032x}"
+    )
+
+
+def vwo(i: int) -> VwoConversion:
+    return VwoConversion(name="signup", user_id=f"user-{i}", time=1_700_000_000_000 + i)
+
+
+async def stream_count(url: str, stream: str = "METRICS") -> int:
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return info.state.messages
+    finally:
+        await nc.close()
+
+
+async def test_publish_uses_record_ids_and_drops_replays(nats_server: NatsServer) -> None:
+    sink = JetStreamSink("jetstream", bus_conf(nats_server.url))
+    records: list[Record] = [*map(amplitude, range(50)), *map(vwo, range(20))]
+    async with sink:
+        await sink.send(records)
+        assert await stream_count(nats_server.url) == 70
+        await sink.send(records)  # a replay from the spool
+        assert sink.duplicates == 70
+    assert await stream_count(nats_server.url) == 70
+
+    nc = await nats.connect(nats_server.url)
+    sub = await nc.jetstream().pull_subscribe("metrics.amplitude", durable="check")
+    first = (await sub.fetch(1))[0]
+    await nc.close()
+    event = amplitude(0)
+    expected = insert_id(ID_KEY.encode(), event.user_id, None, None, event.event_type, event.time)
+    assert first.headers is not None and first.headers["Nats-Msg-Id"] == expected
+    assert b"insert_id" in first.data and expected.encode() in first.data
+    assert vwo_id(vwo(0)) != vwo_id(vwo(1))
+
+
+async def test_publish_fails_loudly_when_the_bus_is_gone(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "js")
+    await server.start()
+    sink = JetStreamSink(
+        "jetstream",
+        bus_conf(server.url, publish_timeout_seconds=0.5, publish_attempts=2),
+    )
+    await sink.start()
+    await server.stop(kill=True)
+    with pytest.raises(PublishError):
+        await sink.send([amplitude(1)])
+    assert not await sink.healthy()
+    await server.start()
+    await sink.send([amplitude(1)])  # reconnected: the same send now succeeds
+    await sink.aclose()
+    await server.stop()
+
+
+async def test_router_to_jetstream_to_forwarder_to_destination(
+    nats_server: NatsServer,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    rules: RuleTable,
+    destination: tuple[Destination, str],
+) -> None:
+    dest, url = destination
+    conf = bus_conf(nats_server.url)
+    memory = MemorySink()
+    app = make_app(settings, rules=rules, sinks=[JetStreamSink("jetstream", conf), memory])
+    client = await aiohttp_client(app)
+    for n in range(5):
+        response = await client.post(
+            "/metrics", json=body([("screen.signup", 100 + n), ("flow.signup.engage", 200 + n)])
+        )
+        assert response.status == 200, await response.text()
+    await app[STATE].dispatcher.flush()
+    produced = len(memory.amplitude) + len(memory.vwo)
+    assert produced > 0
+
+    stop = asyncio.Event()
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    task = asyncio.create_task(forwarder.run(stop))
+    await dest.wait_for(produced)
+    stop.set()
+    await task
+    assert len(dest.accepted) == produced and dest.duplicates == 0
+    got = sorted(r["insert_id"] for r in dest.accepted.values() if "insert_id" in r)
+    assert len(got) == len(memory.amplitude)
+    assert forwarder.stats.total("forward.delivered") == produced
+
+
+async def test_a_failed_delivery_is_retried_after_a_delay(
+    nats_server: NatsServer, destination: tuple[Destination, str]
+) -> None:
+    dest, url = destination
+    conf = bus_conf(nats_server.url, retry_delay_seconds=0.2)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send([amplitude(i) for i in range(10)])
+    dest.fail_next = 1
+    stop = asyncio.Event()
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    task = asyncio.create_task(forwarder.run(stop))
+    await dest.wait_for(10)
+    stop.set()
+    await task
+    assert dest.requests >= 2 and dest.duplicates == 0
+    assert forwarder.stats.total("forward.retried") == 10
+
+
+async def test_after_max_deliver_failures_messages_are_dead_lettered(
+    nats_server: NatsServer, destination: tuple[Destination, str]
+) -> None:
+    dest, url = destination
+    conf = bus_conf(nats_server.url, retry_delay_seconds=0.05, max_deliver=2)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send([amplitude(1), amplitude(2)])
+    dest.fail_next = 100
+    stats = Stats()
+    stop = asyncio.Event()
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), stats)
+    task = asyncio.create_task(forwarder.run(stop))
+    async with asyncio.timeout(10):
+        while stats.total("forward.dead_lettered") < 2:
+            await asyncio.wait({task}, timeout=0.05)
+    stop.set()
+    await task
+    assert not dest.accepted and dest.requests == 2
+    assert stats.total("forward.retried") == 2
+
+
+async def test_undecodable_messages_are_dead_lettered_not_redelivered(
+    nats_server: NatsServer, destination: tuple[Destination, str]
+) -> None:
+    dest, url = destination
+    conf = bus_conf(nats_server.url)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send([amplitude(1)])
+        assert sink._js is not None
+        await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
+        await sink.send([amplitude(2)])
+    stop = asyncio.Event()
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    task = asyncio.create_task(forwarder.run(stop))
+    await dest.wait_for(2)
+    stop.set()
+    await task
+    assert forwarder.stats.total("forward.dead_lettered") == 1
+
+
+def write_config(path: Path, server_url: str, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[sinks.jetstream]
+servers = ["{server_url}"]
+id_key = "{ID_KEY}"
+ack_wait_seconds = 1.5
+fetch_batch = 50
+retry_delay_seconds = 0.2
+{extra}
+"""
+    )
+    return path
+
+
+async def start_forwarder(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stderr=asyncio.subprocess.PIPE, env=full_env, cwd=ROOT
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None
+    async with asyncio.timeout(20):
+        while True:
+            raw = await proc.stderr.readline()
+            if not raw:
+                raise AssertionError(f"forwarder exited: {lines}")
+            lines.append(raw.decode())
+            if "ready: consumer" in lines[-1]:
+                break
+    return proc, lines
+
+
+async def finish(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stderr is not None
+    rest = await proc.stderr.read()
+    await proc.wait()
+    return rest.decode()
+
+
+async def test_forward_cli_to_a_log_file(nats_server: NatsServer, tmp_path: Path) -> None:
+    out = tmp_path / "delivered.log"
+    config = write_config(
+        tmp_path / "forward.toml", nats_server.url, f'[sinks.log]\npath = "{out}"\n'
+    )
+    conf = bus_conf(nats_server.url)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send([*map(amplitude, range(120)), *map(vwo, range(30))])
+    proc, _ = await start_forwarder(
+        ["-m", "router", "forward", "--destination", "log", "--config", str(config)]
+    )
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    async with asyncio.timeout(20):
+        while len(await asyncio.to_thread(lines)) < 150:
+            await asyncio.wait({asyncio.ensure_future(proc.wait())}, timeout=0.05)
+    proc.send_signal(signal.SIGTERM)
+    rest = await finish(proc)
+    assert proc.returncode == 0, rest
+    assert "forwarder log stopped" in rest
+    got = await asyncio.to_thread(lines)
+    assert len(got) == 150
+    assert sum('"amplitudeEvent"' in line for line in got) == 120
+    assert sum('"vwoConversion"' in line for line in got) == 30
+
+
+def test_forward_refuses_unknown_or_unconfigured_destinations(settings: Settings) -> None:
+    from router.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown destination 'nowhere'"):
+        build_destination(settings, "nowhere")
+    with pytest.raises(ConfigError, match=r"needs a \[sinks.memory\] section"):
+        build_destination(settings, "memory")
+
+
+async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+) -> None:
+    dest, url = destination
+    config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
+    conf = bus_conf(nats_server.url)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send([*map(amplitude, range(300)), *map(vwo, range(100))])
+    env = {"FORWARD_TEST_URL": url}
+    args = ["-m", "tests.forward_http", "--config", str(config)]
+    dest.gate = asyncio.Event()
+    first, _ = await start_forwarder(args, env)
+    second, _ = await start_forwarder(args, env)
+    # Both forwarders hold a batch in flight at the destination; kill one of them there.
+    async with asyncio.timeout(10):
+        while dest.requests < 2:
+            dest.arrived.clear()
+            await dest.arrived.wait()
+    first.kill()
+    await finish(first)
+    dest.gate.set()
+    await dest.wait_for(400)
+    second.send_signal(signal.SIGTERM)
+    rest = await finish(second)
+    assert second.returncode == 0, rest
+    assert len(dest.accepted) == 400
+    # The killed forwarder's batch reached the destination only after it died (held
+    # at the gate), so it was delivered twice: once by the dead one, once redelivered.
+    # The destination's id dedup (Amplitude's insert_id) keeps it once.
+    assert dest.duplicates <= 50
+
+
+async def test_no_loss_when_nats_server_restarts(
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+) -> None:
+    dest, url = destination
+    config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
+    conf = bus_conf(nats_server.url, publish_timeout_seconds=2.0, publish_attempts=10)
+    env = {"FORWARD_TEST_URL": url}
+    proc, _ = await start_forwarder(["-m", "tests.forward_http", "--config", str(config)], env)
+    async with JetStreamSink("jetstream", conf) as sink:
+        await sink.send(list(map(amplitude, range(200))))
+        await dest.wait_for(200)
+        await nats_server.stop()
+        await nats_server.start()
+        # The sink reconnects and retries inside send; the forwarder resumes its consumer.
+        await sink.send(list(map(amplitude, range(200, 400))))
+        await sink.send(list(map(amplitude, range(150, 250))))  # overlapping replay
+    await dest.wait_for(400, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    await finish(proc)
+    assert len(dest.accepted) == 400
+    # Records 150-199 were replayed after the restart. JetStream drops them by
+    # Nats-Msg-Id only if its duplicate-window state survived the restart, which it
+    # does not always do; then they are delivered again and the destination's id
+    # dedup keeps them once. Nothing beyond the replayed ones is delivered twice.
+    assert dest.duplicates <= 50

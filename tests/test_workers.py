@@ -1,0 +1,158 @@
+"""Several workers on one port: identity directories, counters that add up, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from router.ruletable import default_rules_path
+from router.stats import Stats
+from router.workers import (
+    SNAPSHOT,
+    aggregate,
+    claim_worker_dir,
+    read_snapshot,
+    snapshot_ctx,
+    worker_dirs,
+    write_snapshot,
+)
+
+from .conftest import FLOW_KEY
+from .helpers import body
+from .process import RouterProcess
+
+
+def test_workers_claim_the_first_free_directory(tmp_path: Path) -> None:
+    first = claim_worker_dir(tmp_path)
+    second = claim_worker_dir(tmp_path)
+    assert (first.index, second.index) == (0, 1)
+    first.release()  # its worker died
+    again = claim_worker_dir(tmp_path)
+    assert again.index == 0 and again.path == first.path
+    assert [p.name for p in worker_dirs(tmp_path)] == ["worker-0", "worker-1"]
+    again.release()
+    second.release()
+
+
+def test_aggregate_sums_every_directory_including_dead_workers(tmp_path: Path) -> None:
+    for k, sent in enumerate((5, 7, 11)):
+        (tmp_path / f"worker-{k}").mkdir()
+        write_snapshot(
+            tmp_path / f"worker-{k}" / SNAPSHOT,
+            {("sink.sent", (("sink", "log"),)): sent, ("rules.reload", (("result", "ok"),)): 1},
+        )
+    (tmp_path / "worker-3").mkdir()
+    (tmp_path / "worker-3" / SNAPSHOT).write_bytes(b"\xc1garbage")  # unreadable: skipped
+    total = aggregate(tmp_path)
+    assert total == {
+        ("sink.sent", (("sink", "log"),)): 23,
+        ("rules.reload", (("result", "ok"),)): 3,
+    }
+    assert aggregate(tmp_path / "missing") == {}
+
+
+async def test_snapshots_are_written_periodically_and_at_exit(tmp_path: Path) -> None:
+    stats = Stats()
+    path = tmp_path / SNAPSHOT
+    app = web.Application()
+    app.cleanup_ctx.append(snapshot_ctx(stats, path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    stats.incr("x", 3)
+    async with asyncio.timeout(5):
+        while read_snapshot(path) != {("x", ()): 3}:
+            await asyncio.to_thread(path.exists)
+    stats.incr("x", 4, {"a": "b"})
+    await runner.cleanup()
+    assert read_snapshot(path) == {("x", ()): 3, ("x", (("a", "b"),)): 4}
+    assert [p.name for p in tmp_path.iterdir()] == [SNAPSHOT]  # no temporary files left
+
+
+def write_config(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(default_rules_path(), rules_dir)
+    log_path = tmp_path / "events.log"
+    worker_dir = tmp_path / "workers"
+    config = tmp_path / "router.toml"
+    config.write_text(
+        f'[server]\nworker_dir = "{worker_dir}"\nshutdown_timeout_seconds = 5\n'
+        f'[flow]\nkey = "{FLOW_KEY}"\n[rules]\npaths = ["{rules_dir}"]\n'
+        f'[sinks.log]\npath = "{log_path}"\n'
+    )
+    return config, rules_dir, log_path, worker_dir
+
+
+async def wait_count(router: RouterProcess, needle: str, count: int) -> None:
+    async with asyncio.timeout(20):
+        while sum(needle in line for line in router.stderr_lines) < count:
+            assert router.proc is not None and router.proc.stderr is not None
+            raw = await router.proc.stderr.readline()
+            if not raw:
+                raise AssertionError(f"router exited: {router.stderr_lines}")
+            router.stderr_lines.append(raw.decode(errors="replace"))
+
+
+async def post_many(url: str, count: int) -> None:
+    # A new connection each time, so the kernel's SO_REUSEPORT hash spreads them.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(count):
+            data = body([("flow.signin.engage", 1), ("flow.signin.submit", 2)])
+            async with http.post(f"{url}/metrics", json=data) as resp:
+                assert resp.status == 200
+
+
+async def test_two_workers_share_the_port_reload_on_hup_and_add_up(tmp_path: Path) -> None:
+    config, rules_dir, log_path, worker_dir = write_config(tmp_path)
+    async with RouterProcess(config, args=["--workers", "2"]) as router:
+        await wait_count(router, "ready in", 2)
+        await post_many(router.url, 100)
+
+        router.signal(signal.SIGHUP)
+        await wait_count(router, "rules reloaded", 2)
+
+        # A broken rule set on HUP: both workers refuse it and keep serving.
+        (rules_dir / "broken.toml").write_text("[[rule]\nthis is not toml")
+        router.signal(signal.SIGHUP)
+        await wait_count(router, "rules reload refused", 2)
+        await post_many(router.url, 20)
+
+        router.signal(signal.SIGTERM)
+        assert await router.wait() == 0, "".join(router.stderr_lines)
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert len(lines) == 120 * 4  # 2 flow + 2 amplitude records a request
+    assert len({line["Pid"] for line in lines}) == 2  # both workers took requests
+    total = aggregate(worker_dir)
+    assert total[("sink.sent", (("sink", "log"),))] == 480
+    assert total[("rules.reload", (("result", "ok"),))] == 2
+    assert total[("rules.reload", (("result", "refused"),))] == 2
+
+    # A restarted set picks up the same directories, and the sums keep growing.
+    (rules_dir / "broken.toml").unlink()
+    async with RouterProcess(config, args=["--workers", "2"]) as router:
+        await wait_count(router, "ready in", 2)
+        await post_many(router.url, 10)
+        router.signal(signal.SIGTERM)
+        assert await router.wait() == 0
+    assert [p.name for p in worker_dirs(worker_dir)] == ["worker-0", "worker-1"]
+    assert aggregate(worker_dir)[("sink.sent", (("sink", "log"),))] == 520
+
+
+async def test_a_broken_rule_set_at_start_stops_the_service(tmp_path: Path) -> None:
+    config, rules_dir, _, _ = write_config(tmp_path)
+    (rules_dir / "broken.toml").write_text("[[rule]\nthis is not toml")
+    router = RouterProcess(config, args=["--workers", "2"])
+    try:
+        await router.start()
+    except AssertionError as exc:
+        assert "exited before" in str(exc)
+    else:
+        raise AssertionError("started with a broken rule set")
+    assert await router.wait() == 1
+    assert any("broken.toml" in line for line in router.stderr_lines)

@@ -2,22 +2,53 @@
 
 Patterns and bounds follow FxA's content-server validation; the decoder's error
 message carries the `$.path` of the failing field.
+
+`POST /metrics` bodies are the hot path: their string patterns are `Checked` after
+decoding instead of by the decoder, so a value seen before (the same flow id, utm
+source or event name in batch after batch) costs a set lookup, not a regex run.
 """
 
 from __future__ import annotations
 
+import re
+import typing
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
+from .errors import BadRequest
+
 NONE: Literal["none"] = "none"
+
+
+class Checked:
+    """A pattern checked after decoding, once per distinct value (the memo is bounded)."""
+
+    MAX_REMEMBERED = 50_000
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._search = re.compile(pattern).search
+        self.seen: set[str] = set()
+
+    def check(self, value: str, path: str) -> None:
+        """Raise BadRequest naming `path` unless `value` matches (msgspec's wording)."""
+        if value in self.seen:
+            return
+        if self._search(value) is None:
+            raise BadRequest(
+                f"Expected `str` matching regex {self.pattern!r} - at `{path}`", path, "schema"
+            )
+        if len(self.seen) >= self.MAX_REMEMBERED:
+            self.seen.clear()  # hostile floods of distinct values: start over, stay bounded
+        self.seen.add(value)
+
 
 Str = Annotated[str, Meta(max_length=1024)]
 Offset = Annotated[int, Meta(ge=0)]
 Hex32OrNone = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32}|none)$")]
 FlowId = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
-EventType = Annotated[str, Meta(max_length=1024, pattern=r"^[\w\s.:-]+$")]
 Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.:-]+$")]
 Utm = Annotated[str, Meta(max_length=128, pattern=r"^[\w/.%-]+$")]
 Context = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
@@ -35,8 +66,24 @@ FormType = Literal["email", "other", "button", "subscribe"]
 Uid = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 
 
-class Event(Struct, frozen=True, array_like=False):
-    type: EventType
+# The same patterns, checked after decoding (see `Checked`).
+CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"^(?:[0-9a-f]{32}|none)$")]
+CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"^[0-9a-fA-F]{64}$")]
+CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"^[\w.:-]+$")]
+CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"^[\w/.%-]+$")]
+CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z_-]+$")]
+CheckedService = Annotated[
+    str, Meta(max_length=64), Checked(r"^(?:sync|content-server|none|[0-9a-f]{16})$")
+]
+CheckedBroker = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z-]+$")]
+CheckedLang = Annotated[str, Meta(max_length=1024), Checked(r"^[a-z]+(?:-[A-Za-z]+)?$")]
+CheckedUniqueUserId = Annotated[str, Meta(max_length=36), Checked(r"^(?:[0-9a-fA-F-]{36}|none)$")]
+CheckedInitialView = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z._-]+$")]
+EVENT_TYPE = Checked(r"^[\w\s.:-]+$")
+
+
+class Event(Struct, frozen=True, array_like=False, gc=False):
+    type: Annotated[str, Meta(max_length=1024)]  # EVENT_TYPE, checked after decoding
     offset: Offset
 
 
@@ -63,33 +110,33 @@ class Screen(Struct, frozen=True):
 NavigationTiming = dict[Annotated[str, Meta(max_length=64)], float | None]
 
 
-class MetricsBody(Struct, kw_only=True):
-    """`POST /metrics`: one batch of browser events."""
+class MetricsBody(Struct, kw_only=True, gc=False):
+    """`POST /metrics`: one batch of browser events (check with `check_patterns`)."""
 
     events: Annotated[list[Event], Meta(max_length=100_000)]
-    flowId: FlowId | None = None
+    flowId: CheckedFlowId | None = None
     flowBeginTime: Offset | None = None
-    deviceId: Hex32OrNone | None = None
+    deviceId: CheckedHex32OrNone | None = None
     startTime: Offset = 0
     flushTime: Offset = 0
     duration: Offset = 0
-    broker: Broker | None = None
-    context: Context | None = None
-    service: Service | None = None
-    lang: Lang | None = None
+    broker: CheckedBroker | None = None
+    context: CheckedContext | None = None
+    service: CheckedService | None = None
+    lang: CheckedLang | None = None
     isSampledUser: bool = False
-    uid: Hex32OrNone | None = None
-    uniqueUserId: UniqueUserId | None = None
-    initialView: InitialView | None = None
-    entrypoint: Entrypoint | None = None
-    entryPoint: Entrypoint | None = None
-    entrypoint_experiment: Entrypoint | None = None
-    entrypoint_variation: Entrypoint | None = None
-    utm_campaign: Utm | None = None
-    utm_content: Utm | None = None
-    utm_medium: Utm | None = None
-    utm_source: Utm | None = None
-    utm_term: Utm | None = None
+    uid: CheckedHex32OrNone | None = None
+    uniqueUserId: CheckedUniqueUserId | None = None
+    initialView: CheckedInitialView | None = None
+    entrypoint: CheckedEntrypoint | None = None
+    entryPoint: CheckedEntrypoint | None = None
+    entrypoint_experiment: CheckedEntrypoint | None = None
+    entrypoint_variation: CheckedEntrypoint | None = None
+    utm_campaign: CheckedUtm | None = None
+    utm_content: CheckedUtm | None = None
+    utm_medium: CheckedUtm | None = None
+    utm_source: CheckedUtm | None = None
+    utm_term: CheckedUtm | None = None
     experiments: Annotated[list[Experiment], Meta(max_length=100)] = msgspec.field(
         default_factory=list
     )
@@ -131,6 +178,32 @@ class FlowQuery(Struct, kw_only=True):
 
 
 metrics_body_decoder = msgspec.json.Decoder(MetricsBody)
+
+
+def _checked_fields(cls: type[Struct]) -> tuple[tuple[str, Checked], ...]:
+    found = []
+    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+        for arg in (hint, *typing.get_args(hint)):
+            checks = [m for m in getattr(arg, "__metadata__", ()) if isinstance(m, Checked)]
+            if checks:
+                found.append((name, checks[0]))
+                break
+    return tuple(found)
+
+
+_BODY_CHECKS = _checked_fields(MetricsBody)
+
+
+def check_patterns(body: MetricsBody) -> None:
+    """The `Checked` patterns of a decoded body; BadRequest names the first failing field."""
+    for name, checked in _BODY_CHECKS:
+        value = getattr(body, name)
+        if value is not None:
+            checked.check(value, f"$.{name}")
+    known = EVENT_TYPE.seen
+    for index, event in enumerate(body.events):
+        if event.type not in known:
+            EVENT_TYPE.check(event.type, f"$.events[{index}].type")
 
 
 # -- sidecar: server-side events from back-end services ------------------------------------

@@ -82,7 +82,7 @@ class _Shared:
         self.props: dict[int, tuple[Mapping, dict[str, Any]]] = {}
 
 
-class Subject(msgspec.Struct, kw_only=True):
+class Subject(msgspec.Struct, kw_only=True, gc=False):
     """The request-wide data every record of a batch draws on."""
 
     source: Any

@@ -2,6 +2,8 @@
 
 Records are immutable once built; sub-dicts (user_properties, event_properties)
 may be shared between the records of one batch and must be treated as read-only.
+Records never form reference cycles, so the garbage collector does not track them
+(`gc=False`): building hundreds of thousands a second then triggers no collections.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import msgspec
 from msgspec import Struct
 
 
-class AmplitudeEvent(Struct, omit_defaults=True, kw_only=True):
+class AmplitudeEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
     """One Amplitude HTTP API event, before the delivery sink hashes ids."""
 
     event_type: str
@@ -32,7 +34,7 @@ class AmplitudeEvent(Struct, omit_defaults=True, kw_only=True):
     insert_id: str | None = None
 
 
-class FlowEvent(Struct, omit_defaults=True, kw_only=True):
+class FlowEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
     """A flow event log record (FxA's `flowEvent`)."""
 
     event: str
@@ -52,7 +54,7 @@ class FlowEvent(Struct, omit_defaults=True, kw_only=True):
     utm_source: str | None = None
 
 
-class VwoConversion(Struct, omit_defaults=True, kw_only=True):
+class VwoConversion(Struct, omit_defaults=True, kw_only=True, gc=False):
     """A conversion for VWO's trackEvent: the metric identifier and who converted."""
 
     name: str
@@ -66,7 +68,7 @@ class VwoConversion(Struct, omit_defaults=True, kw_only=True):
 Record = AmplitudeEvent | FlowEvent | VwoConversion
 
 
-class RecordBatch(Struct):
+class RecordBatch(Struct, gc=False):
     """All the records one request produced, by kind."""
 
     amplitude: list[AmplitudeEvent] = msgspec.field(default_factory=list)

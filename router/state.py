@@ -10,6 +10,7 @@ from .config import Settings
 from .context import StashService
 from .dispatch import Dispatcher
 from .flow import FlowSigner
+from .ingest import Deferred
 from .mapping import Pipeline
 from .registry import Registry
 from .stats import Stats
@@ -25,6 +26,10 @@ class RouterState:
     stash: StashService
     registry: Registry
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    deferred: Deferred = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deferred = Deferred(self.pipeline, self.dispatcher)
 
 
 STATE = web.AppKey("state", RouterState)

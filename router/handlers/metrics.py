@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..events import MetricsBody, metrics_body_decoder
-from ..mapping import RequestInfo
-from ..state import STATE, RouterState
+from ..events import MetricsBody, check_patterns, metrics_body_decoder
+from ..state import STATE
 from .common import request_info
 
 SUCCESS = b'{"success":true}'
@@ -36,16 +33,13 @@ def check_ranges(body: MetricsBody, max_offset_ms: int, max_events: int) -> None
 
 def decode_body(data: bytes) -> MetricsBody:
     try:
-        return metrics_body_decoder.decode(data)
+        body = metrics_body_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise BadRequest.from_validation(exc) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", "$", "bad_json") from exc
-
-
-def process(state: RouterState, body: MetricsBody, req: RequestInfo) -> None:
-    """Runs after the response is sent; CPU only, so it finishes before any shutdown await."""
-    state.dispatcher.submit(state.pipeline.process_batch(body, req))
+    check_patterns(body)
+    return body
 
 
 async def post_metrics(request: web.Request) -> web.Response:
@@ -57,5 +51,5 @@ async def post_metrics(request: web.Request) -> web.Response:
         body, settings.flow.max_event_offset_seconds * 1000, settings.server.max_events_per_batch
     )
     req = request_info(request, settings.server.trusted_proxies)
-    asyncio.get_running_loop().call_soon(process, state, body, req)
+    state.deferred.add(body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

@@ -91,13 +91,16 @@ def targets(results: Sequence[ScenarioResult]) -> list[Target]:
         for n in r.notes
         if n.startswith("log sink wrote") and "(" in n
     ]
+    # Accepted is not delivered: only events whose records the log sink wrote count.
+    share = min(1.0, float(kept[0].rstrip("%")) / 100) if kept else None
+    delivered = eps * share if eps is not None and share is not None else eps
     out.append(
         Target(
             name="2. POST /metrics, 50 events: events/s on one router process",
-            wanted=">= 150,000",
-            figure=(f"{eps:,.0f} accepted" if eps else "-")
-            + (f"; the log sink wrote {kept[0]} of their records" if kept else ""),
-            met=None if eps is None else eps >= 150_000,
+            wanted=">= 150,000 delivered",
+            figure=(f"{delivered:,.0f} delivered" if delivered else "-")
+            + (f" ({eps:,.0f} accepted; the log sink wrote {kept[0]})" if kept and eps else ""),
+            met=None if delivered is None else delivered >= 150_000,
         )
     )
     pipe = _row(results, "pipeline")

@@ -44,8 +44,9 @@ class AmplitudeFields(msgspec.Struct, omit_defaults=True, kw_only=True):
     os_name: str | None = None
     os_version: str | None = None
     device_model: str | None = None
-    event_properties: str | None = None
-    user_properties: str | None = None
+    # Each already a JSON string literal (encoded once per request, see LogSink._nested).
+    event_properties: msgspec.Raw | None = None
+    user_properties: msgspec.Raw | None = None
 
 
 class LogSink(Sink):
@@ -61,9 +62,9 @@ class LogSink(Sink):
         self.pid = os.getpid()
         self._file: IO[bytes] | None = None
         self._encoder = msgspec.json.Encoder()
-        # Records of one batch share their property dicts: encode each once.
-        self._memo_obj: object = None
-        self._memo_str: str | None = None
+        # Records of one request share their property dicts: encode each once (one slot
+        # per field, so event and user properties do not evict each other).
+        self._memo: dict[str, tuple[object, msgspec.Raw]] = {}
 
     async def start(self) -> None:
         if self.path == "-":
@@ -71,14 +72,17 @@ class LogSink(Sink):
         else:
             self._file = await asyncio.to_thread(open, self.path, "ab", buffering=1 << 16)
 
-    def _nested(self, value: dict[str, Any]) -> str | None:
+    def _nested(self, slot: str, value: dict[str, Any]) -> msgspec.Raw | None:
+        """`value` as a JSON string literal holding its JSON (mozlog nests objects so)."""
         if not value:
             return None
-        if value is self._memo_obj:
-            return self._memo_str
-        text = self._encoder.encode(value).decode()
-        self._memo_obj, self._memo_str = value, text
-        return text
+        last = self._memo.get(slot)
+        if last is not None and last[0] is value:
+            return last[1]
+        encode = self._encoder.encode
+        raw = msgspec.Raw(encode(encode(value).decode()))
+        self._memo[slot] = (value, raw)
+        return raw
 
     def _fields(self, record: Record) -> tuple[str, Any]:
         if isinstance(record, FlowEvent):
@@ -97,24 +101,36 @@ class LogSink(Sink):
                 os_name=record.os_name,
                 os_version=record.os_version,
                 device_model=record.device_model,
-                event_properties=self._nested(record.event_properties),
-                user_properties=self._nested(record.user_properties),
+                event_properties=self._nested("event", record.event_properties),
+                user_properties=self._nested("user", record.user_properties),
             )
         assert isinstance(record, VwoConversion)
         fields = msgspec.structs.asdict(record)
-        fields["properties"] = self._nested(record.properties)
+        fields["properties"] = self._nested("vwo", record.properties)
         return "vwoConversion", {k: v for k, v in fields.items() if v is not None}
+
+    def _head(self, kind: str, now: int) -> bytes:
+        """Everything of a line before its Fields: the same for a whole batch of one kind."""
+        envelope = MozLogLine(now, self.logger, kind, self.hostname, self.pid, "2.0", INFO, None)
+        encoded = self._encoder.encode(envelope)
+        return encoded[: -len(b"null}")]
 
     def encode(self, records: Sequence[Record]) -> bytes:
         """The mozlog lines for a batch, newline-terminated."""
         now = time.time_ns()
-        lines = []
+        heads: dict[str, bytes] = {}
+        encode = self._encoder.encode
+        parts: list[bytes] = []
+        append = parts.append
         for record in records:
             kind, fields = self._fields(record)
-            lines.append(
-                MozLogLine(now, self.logger, kind, self.hostname, self.pid, "2.0", INFO, fields)
-            )
-        return self._encoder.encode_lines(lines)
+            head = heads.get(kind)
+            if head is None:
+                head = heads[kind] = self._head(kind, now)
+            append(head)
+            append(encode(fields))
+            append(b"}\n")
+        return b"".join(parts)
 
     def _write(self, data: bytes) -> None:
         assert self._file is not None

@@ -23,6 +23,7 @@ SCENARIOS: list[tuple[str, str]] = [
     ("rules", "5. rule-table scaling: 10, 100, 1000 fuzzy rules"),
     ("sinks", "6. sink throughput"),
     ("load", "7. mixed load (whole flows) against a local router"),
+    ("scale", "8. scale-out: 2 workers vs 1, JetStream publish and forward"),
 ]
 TITLES = dict(SCENARIOS)
 RESULT_MARK = "BENCH-RESULT "

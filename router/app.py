@@ -11,7 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import Settings, SinkSettings
+from .config import Settings, SinkSettings, deadletter_path
+from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
 from .handlers import dockerflow
@@ -21,6 +22,7 @@ from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .mapping import Pipeline
 from .ruletable import RuleError, RuleTable, default_rules_path, load_rules
 from .sinks import Sink, build_sinks
+from .spool import Spool
 from .state import STATE, RouterState
 from .stats import Stats
 
@@ -60,6 +62,12 @@ def make_app(
         configured = build_sinks(settings)
     else:
         configured = [(sink, SinkSettings(queue_size=1_000_000)) for sink in sinks]
+    spool = settings.spool
+    deadletters = (
+        DeadLetters(deadletter_path(settings), stats)
+        if any(sink.durable for sink, _ in configured)
+        else None
+    )
     runners = [
         SinkRunner(
             sink,
@@ -67,6 +75,15 @@ def make_app(
             queue_size=conf.queue_size,
             batch_size=conf.batch_size,
             linger_ms=getattr(conf, "flush_interval_ms", 0),
+            spool=Spool(
+                Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+            )
+            if sink.durable
+            else None,
+            deadletters=deadletters,
+            commit_interval_ms=spool.commit_interval_ms,
+            memory_records=spool.memory_records,
+            strict=spool.strict,
         )
         for sink, conf in configured
     ]
@@ -76,6 +93,7 @@ def make_app(
         signer=signer,
         pipeline=pipeline,
         dispatcher=Dispatcher(runners),
+        deadletters=deadletters,
         allowed_origins=frozenset(settings.flow.allowed_origins),
     )
     app = web.Application(
@@ -101,6 +119,8 @@ async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
     # let them run before the queues are drained.
     await asyncio.sleep(0)
     await state.dispatcher.close(state.settings.server.shutdown_timeout_seconds)
+    if state.deadletters is not None:
+        await state.deadletters.close()
 
 
 async def reload_rules(app: web.Application) -> bool:

@@ -3,6 +3,10 @@
 One row holds one chunk (the records one request produced for one sink), so the
 cost of spooling grows with requests, not with events. Writes are group-committed:
 many chunks, one transaction, one fsync at most.
+
+A row is either a copy of a chunk the runner still holds in memory (write-behind:
+`spilled = 0`) or the only copy (`spilled = 1`), which the runner reads back in id
+order. After a restart every row is the only copy.
 """
 
 from __future__ import annotations
@@ -69,9 +73,13 @@ class Spool:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        await db.execute("PRAGMA busy_timeout=5000")
         await db.execute(
-            "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB)"
+            "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB,"
+            " spilled INTEGER NOT NULL DEFAULT 0)"
         )
+        # Memory did not survive the last run: every row is now the only copy.
+        await db.execute("UPDATE chunks SET spilled = 1 WHERE spilled = 0")
         async with db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM chunks") as c:
             row = await c.fetchone()
         assert row is not None
@@ -89,55 +97,66 @@ class Spool:
     def full(self) -> bool:
         return self.size_bytes >= self.max_bytes
 
-    async def append(self, blobs: Sequence[bytes]) -> list[int]:
+    async def append(self, blobs: Sequence[bytes], *, spilled: bool = False) -> list[int]:
         """Write chunks in one transaction; their row ids, in order."""
-        if not blobs:
-            return []
+        ids, _ = await self.commit([(blob, spilled) for blob in blobs], ())
+        return ids
+
+    async def commit(
+        self, chunks: Sequence[tuple[bytes, bool]], delete: Iterable[int]
+    ) -> tuple[list[int], int]:
+        """One transaction: insert (body, spilled) chunks and delete rows by id.
+
+        Returns the new row ids in order and how many rows were deleted.
+        """
+        wanted = list(delete)
+        if not chunks and not wanted:
+            return [], 0
         assert self._db is not None
+        db = self._db
         async with self._lock:
             ids: list[int] = []
+            freed = gone = 0
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                for blob in blobs:
-                    cursor = await self._db.execute("INSERT INTO chunks (body) VALUES (?)", (blob,))
+                await db.execute("BEGIN IMMEDIATE")
+                for blob, spilled in chunks:
+                    cursor = await db.execute(
+                        "INSERT INTO chunks (body, spilled) VALUES (?, ?)", (blob, int(spilled))
+                    )
                     assert cursor.lastrowid is not None
                     ids.append(cursor.lastrowid)
-                await self._db.execute("COMMIT")
+                for start in range(0, len(wanted), 500):
+                    part = wanted[start : start + 500]
+                    marks = ",".join("?" * len(part))
+                    async with db.execute(
+                        f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
+                        f"WHERE id IN ({marks})",
+                        part,
+                    ) as cursor:
+                        row = await cursor.fetchone()
+                    assert row is not None
+                    freed += int(row[0])
+                    gone += int(row[1])
+                    await db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+                await db.execute("COMMIT")
             except (sqlite3.Error, OSError):
-                await self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
-            self.rows += len(blobs)
-            self.size_bytes += sum(len(b) for b in blobs)
-            return ids
+            self.rows += len(ids) - gone
+            self.size_bytes += sum(len(blob) for blob, _ in chunks) - freed
+            return ids, gone
 
-    async def read(self, limit: int, after: int = 0) -> list[tuple[int, bytes]]:
-        """The oldest chunks with id > after."""
+    async def read(
+        self, limit: int, after: int = 0, *, spilled_only: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """The oldest chunks with id > after (only the disk-only ones if `spilled_only`)."""
         assert self._db is not None
+        where = "id > ? AND spilled = 1" if spilled_only else "id > ?"
         async with self._db.execute(
-            "SELECT id, body FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            f"SELECT id, body FROM chunks WHERE {where} ORDER BY id LIMIT ?", (after, limit)
         ) as cursor:
             return [(int(i), bytes(b)) for i, b in await cursor.fetchall()]
 
     async def delete(self, ids: Iterable[int]) -> None:
-        assert self._db is not None
-        wanted = list(ids)
-        if not wanted:
-            return
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            freed = 0
-            for start in range(0, len(wanted), 500):
-                part = wanted[start : start + 500]
-                marks = ",".join("?" * len(part))
-                async with self._db.execute(
-                    f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
-                    f"WHERE id IN ({marks})",
-                    part,
-                ) as cursor:
-                    row = await cursor.fetchone()
-                assert row is not None
-                freed += int(row[0])
-                self.rows -= int(row[1])
-                await self._db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
-            await self._db.execute("COMMIT")
-            self.size_bytes -= freed
+        await self.commit((), ids)

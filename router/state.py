@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .config import Settings
+from .deadletter import DeadLetters
 from .dispatch import Dispatcher
 from .flow import FlowSigner
 from .mapping import Pipeline
@@ -21,6 +22,7 @@ class RouterState:
     pipeline: Pipeline
     dispatcher: Dispatcher
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    deadletters: DeadLetters | None = None
 
 
 STATE = web.AppKey("state", RouterState)

@@ -11,7 +11,7 @@ from ..errors import BadRequest
 from ..events import MetricsBody, metrics_body_decoder
 from ..mapping import RequestInfo
 from ..state import STATE, RouterState
-from .common import request_info
+from .common import accept, check_capacity, request_info
 
 SUCCESS = b'{"success":true}'
 
@@ -51,11 +51,16 @@ def process(state: RouterState, body: MetricsBody, req: RequestInfo) -> None:
 async def post_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings = state.settings
+    check_capacity(state)
     # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
     body = decode_body(await request.read())
     check_ranges(
         body, settings.flow.max_event_offset_seconds * 1000, settings.server.max_events_per_batch
     )
     req = request_info(request, settings.server.trusted_proxies)
-    asyncio.get_running_loop().call_soon(process, state, body, req)
+    if settings.spool.strict:
+        # The 200 promises the events are on disk.
+        await accept(state, state.pipeline.process_batch(body, req))
+    else:
+        asyncio.get_running_loop().call_soon(process, state, body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

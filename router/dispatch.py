@@ -107,6 +107,7 @@ class SinkRunner:
         self._commit_wanted = asyncio.Event()
         self._urgent = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._checkpoints: list[asyncio.Future[None]] = []
         stats.gauge("sink.queue_depth", lambda: self.queued, self._tags)
         if spool is not None:
             stats.gauge("spool.bytes", lambda: spool.size_bytes, self._tags)
@@ -301,7 +302,7 @@ class SinkRunner:
 
     async def _commit_loop(self) -> None:
         while True:
-            if not (self._staged or self._spill or self._deletes):
+            if not (self._staged or self._spill or self._deletes or self._checkpoints):
                 if self._closing:
                     return
                 self._commit_wanted.clear()
@@ -315,8 +316,26 @@ class SinkRunner:
                 except TimeoutError:
                     pass
             self._urgent.clear()
-            if not await self._commit_round():
+            checkpoints, self._checkpoints = self._checkpoints, []
+            ok = await self._commit_round()
+            for waiter in checkpoints:
+                if not waiter.done():
+                    if ok:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(SpoolError("spool write failed"))
+            if not ok:
                 await asyncio.sleep(self.commit_interval)
+
+    async def checkpoint(self) -> None:
+        """Commit now: every chunk submitted so far and not yet delivered is then on disk."""
+        if self._committer is None:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._checkpoints.append(waiter)
+        self._commit_wanted.set()
+        self._urgent.set()
+        await waiter
 
     async def _commit_round(self) -> bool:
         """Write what is staged and not yet delivered, delete what was: one transaction."""
@@ -417,10 +436,11 @@ class Dispatcher:
     def __init__(self, runners: Sequence[SinkRunner]) -> None:
         self.runners = list(runners)
         self.durable = [r for r in self.runners if r.spool is not None]
-        self._by_kind = {
-            kind: [r for r in self.runners if kind in r.sink.kinds]
-            for kind in ("amplitude", "flow", "vwo")
-        }
+        self._plans = [
+            (r, [kind for kind in ("flow", "amplitude", "vwo") if kind in r.sink.kinds])
+            for r in self.runners
+            if r.sink.kinds
+        ]
 
     @property
     def refusing(self) -> bool:
@@ -428,18 +448,21 @@ class Dispatcher:
         return any(r.full for r in self.durable)
 
     def submit(self, batch: RecordBatch) -> list[asyncio.Future[None]]:
-        """Queue a batch; in strict mode, the futures that resolve once it is on disk."""
+        """Queue a batch; in strict mode, the futures that resolve once it is on disk.
+
+        Each sink gets one chunk per batch (all the kinds it takes), so a spooled
+        request costs one row.
+        """
         waiters: list[asyncio.Future[None]] = []
-        for kind, records in (
-            ("flow", batch.flow),
-            ("amplitude", batch.amplitude),
-            ("vwo", batch.vwo),
-        ):
+        for runner, kinds in self._plans:
+            if len(kinds) == 1:
+                records: Sequence[Record] = getattr(batch, kinds[0])
+            else:
+                records = [r for kind in kinds for r in getattr(batch, kind)]
             if records:
-                for runner in self._by_kind[kind]:
-                    waiter = runner.submit(records)
-                    if waiter is not None:
-                        waiters.append(waiter)
+                waiter = runner.submit(records)
+                if waiter is not None:
+                    waiters.append(waiter)
         return waiters
 
     async def start(self) -> None:

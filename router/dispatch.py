@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # Rows read back from the spool at a time; a row holds one request's records.
 READ_ROWS = 32
+# Encoded disk-only chunks waiting for their commit; beyond it ingest answers 503
+# (the disk is slower than the ingest rate) so memory stays bounded.
+SPILL_BACKLOG_BYTES = 16 << 20
 
 
 class SpoolError(Exception):
@@ -100,6 +103,7 @@ class SinkRunner:
         self._staged: list[_Chunk] = []
         self._spill: list[tuple[bytes, asyncio.Future[None] | None]] = []
         self._deletes: list[int] = []
+        self._spill_bytes = 0
         # Disk-only chunks not yet read back (staged, being committed or on disk).
         self._disk_only = 0
         self._cursor = 0
@@ -116,7 +120,9 @@ class SinkRunner:
     @property
     def full(self) -> bool:
         """True when this sink cannot keep more work: its spool is full or failing."""
-        return self.spool is not None and (self.spool.full or self.failing)
+        return self.spool is not None and (
+            self.spool.full or self.failing or self._spill_bytes >= SPILL_BACKLOG_BYTES
+        )
 
     def submit(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
         """Queue records without waiting.
@@ -140,7 +146,9 @@ class SinkRunner:
         waiter = asyncio.get_running_loop().create_future() if self.strict else None
         if self.spool is not None and (self._disk_only or self.queued >= self.memory_records):
             # Spill: older work is on disk or memory is at its bound; keep order, not records.
-            self._spill.append((encode_records(records), waiter))
+            blob = encode_records(records)
+            self._spill.append((blob, waiter))
+            self._spill_bytes += len(blob)
             self._disk_only += 1
             self._urgent.set()
             self._commit_wanted.set()
@@ -361,6 +369,7 @@ class SinkRunner:
                 if waiter is not None and not waiter.done():
                     waiter.set_exception(SpoolError(str(exc)))
             return False
+        self._spill_bytes -= sum(len(blob) for blob, _ in spill)
         if self.failing:
             log.info("spool %s: writing again", self.spool.path)
         self.failing = False

@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 
 from .records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Chunk(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -57,7 +59,12 @@ class SpoolFull(Exception):
 
 
 class Spool:
-    """Append, read in order, delete when delivered; survives restarts and kill -9."""
+    """Append, read in order, delete when delivered; survives restarts and kill -9.
+
+    All database work runs on one thread of its own, one hop per call: a commit
+    round costs one round trip from the event loop however many chunks it holds,
+    so the spool keeps up with ingest even when the loop is busy.
+    """
 
     def __init__(self, path: Path, *, max_bytes: int, fsync: bool = False) -> None:
         self.path = path
@@ -65,33 +72,47 @@ class Spool:
         self.fsync = fsync
         self.size_bytes = 0
         self.rows = 0
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
-    async def open(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.execute(
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> tuple[int, int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(
             "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB,"
             " spilled INTEGER NOT NULL DEFAULT 0)"
         )
         # Memory did not survive the last run: every row is now the only copy.
-        await db.execute("UPDATE chunks SET spilled = 1 WHERE spilled = 0")
-        async with db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM chunks") as c:
-            row = await c.fetchone()
-        assert row is not None
-        self.rows, self.size_bytes = int(row[0]), int(row[1])
+        db.execute("UPDATE chunks SET spilled = 1 WHERE spilled = 0")
+        rows, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM chunks"
+        ).fetchone()
         self._db = db
+        return int(rows), int(size)
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"spool-{self.path.stem}")
+        self.rows, self.size_bytes = await self._run(self._open)
         if self.rows:
-            log.info("spool %s: %d chunks (%d bytes) to replay", self.path, *row)
+            log.info(
+                "spool %s: %d chunks (%d bytes) to replay", self.path, self.rows, self.size_bytes
+            )
 
     async def close(self) -> None:
+        if self._executor is None:
+            return
         if self._db is not None:
-            await self._db.close()
+            await self._run(self._db.close)
             self._db = None
+        self._executor.shutdown(wait=False)
+        self._executor = None
 
     @property
     def full(self) -> bool:
@@ -101,6 +122,46 @@ class Spool:
         """Write chunks in one transaction; their row ids, in order."""
         ids, _ = await self.commit([(blob, spilled) for blob in blobs], ())
         return ids
+
+    def _commit(
+        self, chunks: Sequence[tuple[bytes, bool]], wanted: list[int]
+    ) -> tuple[list[int], int, int]:
+        db = self._db
+        assert db is not None
+        freed = gone = 0
+        ids: list[int] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            # One statement for many rows: the thread then needs the GIL a few times
+            # per round, not once per row, which matters when the event loop is busy.
+            for start in range(0, len(chunks), 1000):
+                batch = chunks[start : start + 1000]
+                cursor = db.execute(
+                    "INSERT INTO chunks (body, spilled) VALUES "
+                    + ",".join(["(?, ?)"] * len(batch)),
+                    [value for blob, spilled in batch for value in (blob, int(spilled))],
+                )
+                # One writer (BEGIN IMMEDIATE), one statement: the ids are consecutive.
+                last = cursor.lastrowid
+                assert last is not None
+                ids.extend(range(last - len(batch) + 1, last + 1))
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                size, count = db.execute(
+                    f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
+                    f"WHERE id IN ({marks})",
+                    part,
+                ).fetchone()
+                freed += int(size)
+                gone += int(count)
+                db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError):
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return ids, gone, freed
 
     async def commit(
         self, chunks: Sequence[tuple[bytes, bool]], delete: Iterable[int]
@@ -112,51 +173,24 @@ class Spool:
         wanted = list(delete)
         if not chunks and not wanted:
             return [], 0
+        ids, gone, freed = await self._run(self._commit, chunks, wanted)
+        self.rows += len(ids) - gone
+        self.size_bytes += sum(len(blob) for blob, _ in chunks) - freed
+        return ids, gone
+
+    def _read(self, limit: int, after: int, spilled_only: bool) -> list[tuple[int, bytes]]:
         assert self._db is not None
-        db = self._db
-        async with self._lock:
-            ids: list[int] = []
-            freed = gone = 0
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                for blob, spilled in chunks:
-                    cursor = await db.execute(
-                        "INSERT INTO chunks (body, spilled) VALUES (?, ?)", (blob, int(spilled))
-                    )
-                    assert cursor.lastrowid is not None
-                    ids.append(cursor.lastrowid)
-                for start in range(0, len(wanted), 500):
-                    part = wanted[start : start + 500]
-                    marks = ",".join("?" * len(part))
-                    async with db.execute(
-                        f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
-                        f"WHERE id IN ({marks})",
-                        part,
-                    ) as cursor:
-                        row = await cursor.fetchone()
-                    assert row is not None
-                    freed += int(row[0])
-                    gone += int(row[1])
-                    await db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
-                await db.execute("COMMIT")
-            except (sqlite3.Error, OSError):
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
-            self.rows += len(ids) - gone
-            self.size_bytes += sum(len(blob) for blob, _ in chunks) - freed
-            return ids, gone
+        where = "id > ? AND spilled = 1" if spilled_only else "id > ?"
+        rows = self._db.execute(
+            f"SELECT id, body FROM chunks WHERE {where} ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+        return [(int(i), bytes(b)) for i, b in rows]
 
     async def read(
         self, limit: int, after: int = 0, *, spilled_only: bool = False
     ) -> list[tuple[int, bytes]]:
         """The oldest chunks with id > after (only the disk-only ones if `spilled_only`)."""
-        assert self._db is not None
-        where = "id > ? AND spilled = 1" if spilled_only else "id > ?"
-        async with self._db.execute(
-            f"SELECT id, body FROM chunks WHERE {where} ORDER BY id LIMIT ?", (after, limit)
-        ) as cursor:
-            return [(int(i), bytes(b)) for i, b in await cursor.fetchall()]
+        return await self._run(self._read, limit, after, spilled_only)
 
     async def delete(self, ids: Iterable[int]) -> None:
         await self.commit((), ids)

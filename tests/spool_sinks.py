@@ -60,6 +60,8 @@ class FakeDestination:
 
     def __init__(self) -> None:
         self.up = True
+        # Simulated latency of the destination, seconds per request.
+        self.delay = 0.0
         self.received: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
         self.requests = 0
@@ -70,6 +72,8 @@ class FakeDestination:
 
     async def post_events(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if not self.up:
             self.refused += 1
             return web.Response(status=503)

@@ -148,8 +148,9 @@ async def test_outage_under_load_then_recovery(
         load.start()
         await load.finish()
         grown = await asyncio.to_thread(rss_kib, proc.pid) - before
-        # 40 000 flow events held in memory would take far more than this.
-        assert grown < 24_000, f"RSS grew by {grown} KiB while the destination was down"
+        # Holding the 40 000 flow events in memory costs about 30 MiB; spilled, the
+        # growth is the bounded flow-id cache and allocator slack (about 11 MiB).
+        assert grown < 20_000, f"RSS grew by {grown} KiB while the destination was down"
         assert dest.refused > 0 and not dest.received
         dest.up = True
         wanted = set(warm.acked) | set(load.acked)
@@ -221,14 +222,6 @@ async def test_kill_9_in_default_mode_loses_at_most_the_last_interval(
         await load.finish()
     old = {f for f, t in load.acked.items() if t < killed_at - 1.0}
     assert old
-    print(
-        "DEBUG acked",
-        len(load.acked),
-        "old",
-        len(old),
-        "rows",
-        spool_rows(tmp_path / "spool" / "memory.db"),
-    )
     dest.up = True
     async with router(config, server) as proc:
         await dest.wait_for(lambda: len(delivered(dest, old)) == len(old), timeout=60)

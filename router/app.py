@@ -11,8 +11,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import Settings, SinkSettings
+from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
+from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
 from .handlers import dockerflow, sidecar
@@ -23,6 +24,7 @@ from .mapping import Pipeline
 from .registry import Registry, RegistryError, load_registry
 from .ruletable import RuleError, RuleTable, default_rules_path, load_rules
 from .sinks import Sink, build_sinks
+from .spool import Spool
 from .state import STATE, RouterState
 from .stats import Stats, StatsdExporter
 
@@ -59,10 +61,13 @@ def make_app(
     signer = FlowSigner(flow_key(settings), settings.flow.expiry_seconds)
     table = rules if rules is not None else load_rules(rule_paths(settings))
     pipeline = Pipeline(table, signer, stats, settings.flow.clients)
+    # One dead-letter store for the process; it opens its file on first use.
+    deadletters = DeadLetters(deadletter_path(settings), stats)
     if sinks is None:
-        configured = build_sinks(settings)
+        configured = build_sinks(settings, deadletters)
     else:
         configured = [(sink, SinkSettings(queue_size=1_000_000)) for sink in sinks]
+    spool = settings.spool
     runners = [
         SinkRunner(
             sink,
@@ -70,6 +75,15 @@ def make_app(
             queue_size=conf.queue_size,
             batch_size=conf.batch_size,
             linger_ms=getattr(conf, "flush_interval_ms", 0),
+            spool=Spool(
+                Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+            )
+            if sink.durable
+            else None,
+            deadletters=deadletters,
+            commit_interval_ms=spool.commit_interval_ms,
+            memory_records=spool.memory_records,
+            strict=spool.strict,
         )
         for sink, conf in configured
     ]
@@ -81,6 +95,7 @@ def make_app(
         dispatcher=Dispatcher(runners),
         stash=StashService(context_store(settings), settings.context.ttl_seconds, stats),
         registry=registry if registry is not None else load_registry(rule_paths(settings)),
+        deadletters=deadletters,
         allowed_origins=frozenset(settings.flow.allowed_origins),
     )
     app = web.Application(
@@ -141,6 +156,8 @@ async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
     # let them run before the queues are drained.
     await asyncio.sleep(0)
     await state.dispatcher.close(state.settings.server.shutdown_timeout_seconds)
+    if state.deadletters is not None:
+        await state.deadletters.close()
 
 
 async def reload_rules(app: web.Application) -> bool:

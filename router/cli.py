@@ -1,15 +1,21 @@
-"""The command line: `serve`, `rules check`, `rules explain`."""
+"""The command line: `serve`, `rules check`, `rules explain`, `dlq list|show|replay|purge`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .deadletter import DeadLetter, DeadLetters
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -83,6 +89,99 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_store(args: argparse.Namespace) -> tuple[Settings, DeadLetters]:
+    from .config import deadletter_path
+    from .deadletter import DeadLetters
+
+    settings = load_settings(args.config)
+    return settings, DeadLetters(args.path or deadletter_path(settings))
+
+
+def _summary(letter: DeadLetter) -> str:
+    record = letter.record
+    if isinstance(record, dict):
+        for key in ("event_type", "event", "name"):
+            if isinstance(record.get(key), str):
+                return str(record[key])
+    return "-"
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    import time
+
+    async def run() -> None:
+        _, store = _dlq_store(args)
+        async with store:
+            letters = await store.list(args.destination, args.reason, limit=args.limit)
+            for letter in letters:
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.time / 1000))
+                print(
+                    f"{letter.id}\t{when}\t{letter.destination}\t{letter.reason}"
+                    f"\t{letter.kind}\t{_summary(letter)}"
+                )
+            counts = await store.counts()
+        total = sum(
+            n
+            for (dest, reason), n in counts.items()
+            if args.destination in (None, dest) and args.reason in (None, reason)
+        )
+        print(f"{len(letters)} shown of {total}", file=sys.stderr)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    import msgspec
+
+    async def run() -> DeadLetter | None:
+        _, store = _dlq_store(args)
+        async with store:
+            return await store.get(args.id)
+
+    letter = asyncio.run(run())
+    if letter is None:
+        print(f"no dead letter {args.id}", file=sys.stderr)
+        return 1
+    print(msgspec.json.format(msgspec.json.encode(letter)).decode())
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from .deadletter import ReplayResult, replay
+    from .sinks import build_sinks
+
+    async def run() -> ReplayResult:
+        settings, store = _dlq_store(args)
+        sinks = {sink.name: sink for sink, _ in build_sinks(settings, store)}
+        async with store, AsyncExitStack() as stack:
+            for sink in sinks.values():
+                await stack.enter_async_context(sink)
+            return await replay(store, sinks, args.destination, args.reason)
+
+    result = asyncio.run(run())
+    print(f"replayed {result.sent} records")
+    for name, count in result.skipped.items():
+        print(f"{name}: {count} records kept: not in a form that can be resent", file=sys.stderr)
+    for name, why in result.failed.items():
+        print(f"{name}: replay stopped: {why}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def cmd_dlq_purge(args: argparse.Namespace) -> int:
+    if args.destination is None and args.reason is None and not args.all:
+        print("dlq purge: give --destination and/or --reason, or --all", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        _, store = _dlq_store(args)
+        async with store:
+            return await store.purge(args.destination, args.reason)
+
+    print(f"purged {asyncio.run(run())} dead letters")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="metrics-router", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -120,6 +219,30 @@ def parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--config", help="TOML config file whose [rules] paths to use")
     explain.set_defaults(func=cmd_rules_explain)
+
+    dlq = sub.add_parser("dlq", help="dead letters: records a destination refused or never took")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+
+    def dlq_command(name: str, help: str, filters: bool = True) -> argparse.ArgumentParser:
+        cmd = dlq_sub.add_parser(name, help=help)
+        cmd.add_argument("--config", help="TOML config file (for [deadletter] path and sinks)")
+        cmd.add_argument("--path", help="dead-letter database (overrides the config)")
+        if filters:
+            cmd.add_argument("--destination", help="only this destination (sink name)")
+            cmd.add_argument("--reason", help="only this reason")
+        return cmd
+
+    listing = dlq_command("list", "list dead letters, oldest first")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(func=cmd_dlq_list)
+    show = dlq_command("show", "one dead letter in full", filters=False)
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_dlq_show)
+    again = dlq_command("replay", "resend through the configured sink; delete what was sent")
+    again.set_defaults(func=cmd_dlq_replay)
+    purge = dlq_command("purge", "delete dead letters matching the filters")
+    purge.add_argument("--all", action="store_true", help="delete every dead letter")
+    purge.set_defaults(func=cmd_dlq_purge)
     return top
 
 

@@ -172,11 +172,6 @@ class SinksSettings(Section):
     jetstream: JetStreamSinkSettings | None = None
 
 
-class DeadLetterSettings(Section):
-    # JSON lines {destination, reason, time, record}; replaced by the durable spool later.
-    path: str = "deadletter.jsonl"
-
-
 class SidecarSettings(Section):
     # Bearer token of the back-end services; empty: every sidecar request is refused (401).
     token: str = ""
@@ -200,11 +195,34 @@ class StatsSettings(Section):
     default_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 0.1
 
 
+class SpoolSettings(Section):
+    """The on-disk backlog of durable sinks (`<path>/<sink>.db`); see docs/durability.md."""
+
+    path: str = "var/spool"
+    # Payload bytes per sink spool; beyond it ingest answers 503 with Retry-After.
+    max_bytes: Annotated[int, Meta(ge=4096)] = 1 << 30
+    # true: every commit is fsynced (survives power loss, not only kill -9).
+    fsync: bool = False
+    # true: answer 200 only once the request's events are on disk.
+    strict: bool = False
+    # Write-behind: a chunk not delivered within this is written to the spool.
+    commit_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 200
+    # Records a durable sink may hold in memory; beyond it new work goes to disk only.
+    memory_records: Positive = 10_000
+    retry_after_seconds: Positive = 5
+
+
+class DeadLetterSettings(Section):
+    # Empty: `<spool path>/deadletter.db`.
+    path: str = ""
+
+
 class Settings(Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
+    spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
     deadletter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
@@ -214,6 +232,10 @@ class Settings(Section):
         if not any(_enabled_sinks(self.sinks)):
             # The embedded default: mozlog lines to stdout.
             self.sinks.log = LogSinkSettings()
+
+
+def deadletter_path(settings: Settings) -> Path:
+    return Path(settings.deadletter.path or Path(settings.spool.path) / "deadletter.db")
 
 
 def _enabled_sinks(sinks: SinksSettings) -> Iterator[tuple[str, SinkSettings]]:

@@ -61,6 +61,17 @@ class Unauthorized(Forbidden):
         return {"error": "Unauthorized", "message": self.message, "statusCode": self.status}
 
 
+class Unavailable(RouterError):
+    """We cannot keep this work right now; the client should retry after `retry_after` s."""
+
+    status = 503
+
+    def __init__(self, message: str, reason: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ConfigError(RouterError):
     """The configuration has problems; all of them are listed."""
 

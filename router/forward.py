@@ -23,7 +23,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
 from . import bus
-from .config import JetStreamSinkSettings, Settings
+from .config import JetStreamSinkSettings, Settings, deadletter_path
+from .deadletter import DeadLetters
 from .errors import ConfigError
 from .records import Record
 from .sinks import FACTORIES, Sink
@@ -32,7 +33,9 @@ from .stats import Stats
 log = logging.getLogger(__name__)
 
 
-def build_destination(settings: Settings, name: str) -> Sink:
+def build_destination(
+    settings: Settings, name: str, deadletters: DeadLetters | None = None
+) -> Sink:
     """The sink named `name`, from its `[sinks.<name>]` section, through FACTORIES."""
     if name not in FACTORIES:
         known = ", ".join(sorted(n for n in FACTORIES if n != "jetstream"))
@@ -40,7 +43,8 @@ def build_destination(settings: Settings, name: str) -> Sink:
     conf = getattr(settings.sinks, name, None)
     if conf is None:
         raise ConfigError([f"forward: destination {name!r} needs a [sinks.{name}] section"])
-    return FACTORIES[name](name, conf, settings)
+    store = deadletters or DeadLetters(deadletter_path(settings))
+    return FACTORIES[name](name, conf, settings, store)
 
 
 def bus_settings(settings: Settings) -> JetStreamSinkSettings:

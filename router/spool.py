@@ -3,6 +3,10 @@
 One row holds one chunk (the records one request produced for one sink), so the
 cost of spooling grows with requests, not with events. Writes are group-committed:
 many chunks, one transaction, one fsync at most.
+
+A row is either a copy of a chunk the runner still holds in memory (write-behind:
+`spilled = 0`) or the only copy (`spilled = 1`), which the runner reads back in id
+order. After a restart every row is the only copy.
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 
 from .records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Chunk(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -53,7 +59,12 @@ class SpoolFull(Exception):
 
 
 class Spool:
-    """Append, read in order, delete when delivered; survives restarts and kill -9."""
+    """Append, read in order, delete when delivered; survives restarts and kill -9.
+
+    All database work runs on one thread of its own, one hop per call: a commit
+    round costs one round trip from the event loop however many chunks it holds,
+    so the spool keeps up with ingest even when the loop is busy.
+    """
 
     def __init__(self, path: Path, *, max_bytes: int, fsync: bool = False) -> None:
         self.path = path
@@ -61,83 +72,125 @@ class Spool:
         self.fsync = fsync
         self.size_bytes = 0
         self.rows = 0
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> tuple[int, int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB,"
+            " spilled INTEGER NOT NULL DEFAULT 0)"
+        )
+        # Memory did not survive the last run: every row is now the only copy.
+        db.execute("UPDATE chunks SET spilled = 1 WHERE spilled = 0")
+        rows, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM chunks"
+        ).fetchone()
+        self._db = db
+        return int(rows), int(size)
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB)"
-        )
-        async with db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM chunks") as c:
-            row = await c.fetchone()
-        assert row is not None
-        self.rows, self.size_bytes = int(row[0]), int(row[1])
-        self._db = db
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"spool-{self.path.stem}")
+        self.rows, self.size_bytes = await self._run(self._open)
         if self.rows:
-            log.info("spool %s: %d chunks (%d bytes) to replay", self.path, *row)
+            log.info(
+                "spool %s: %d chunks (%d bytes) to replay", self.path, self.rows, self.size_bytes
+            )
 
     async def close(self) -> None:
+        if self._executor is None:
+            return
         if self._db is not None:
-            await self._db.close()
+            await self._run(self._db.close)
             self._db = None
+        self._executor.shutdown(wait=False)
+        self._executor = None
 
     @property
     def full(self) -> bool:
         return self.size_bytes >= self.max_bytes
 
-    async def append(self, blobs: Sequence[bytes]) -> list[int]:
+    async def append(self, blobs: Sequence[bytes], *, spilled: bool = False) -> list[int]:
         """Write chunks in one transaction; their row ids, in order."""
-        if not blobs:
-            return []
-        assert self._db is not None
-        async with self._lock:
-            ids: list[int] = []
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                for blob in blobs:
-                    cursor = await self._db.execute("INSERT INTO chunks (body) VALUES (?)", (blob,))
-                    assert cursor.lastrowid is not None
-                    ids.append(cursor.lastrowid)
-                await self._db.execute("COMMIT")
-            except (sqlite3.Error, OSError):
-                await self._db.execute("ROLLBACK")
-                raise
-            self.rows += len(blobs)
-            self.size_bytes += sum(len(b) for b in blobs)
-            return ids
+        ids, _ = await self.commit([(blob, spilled) for blob in blobs], ())
+        return ids
 
-    async def read(self, limit: int, after: int = 0) -> list[tuple[int, bytes]]:
-        """The oldest chunks with id > after."""
-        assert self._db is not None
-        async with self._db.execute(
-            "SELECT id, body FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
-        ) as cursor:
-            return [(int(i), bytes(b)) for i, b in await cursor.fetchall()]
-
-    async def delete(self, ids: Iterable[int]) -> None:
-        assert self._db is not None
-        wanted = list(ids)
-        if not wanted:
-            return
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            freed = 0
+    def _commit(
+        self, chunks: Sequence[tuple[bytes, bool]], wanted: list[int]
+    ) -> tuple[list[int], int, int]:
+        db = self._db
+        assert db is not None
+        freed = gone = 0
+        ids: list[int] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            # One statement for many rows: the thread then needs the GIL a few times
+            # per round, not once per row, which matters when the event loop is busy.
+            for start in range(0, len(chunks), 1000):
+                batch = chunks[start : start + 1000]
+                cursor = db.execute(
+                    "INSERT INTO chunks (body, spilled) VALUES "
+                    + ",".join(["(?, ?)"] * len(batch)),
+                    [value for blob, spilled in batch for value in (blob, int(spilled))],
+                )
+                # One writer (BEGIN IMMEDIATE), one statement: the ids are consecutive.
+                last = cursor.lastrowid
+                assert last is not None
+                ids.extend(range(last - len(batch) + 1, last + 1))
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 marks = ",".join("?" * len(part))
-                async with self._db.execute(
+                size, count = db.execute(
                     f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
                     f"WHERE id IN ({marks})",
                     part,
-                ) as cursor:
-                    row = await cursor.fetchone()
-                assert row is not None
-                freed += int(row[0])
-                self.rows -= int(row[1])
-                await self._db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
-            await self._db.execute("COMMIT")
-            self.size_bytes -= freed
+                ).fetchone()
+                freed += int(size)
+                gone += int(count)
+                db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError):
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return ids, gone, freed
+
+    async def commit(
+        self, chunks: Sequence[tuple[bytes, bool]], delete: Iterable[int]
+    ) -> tuple[list[int], int]:
+        """One transaction: insert (body, spilled) chunks and delete rows by id.
+
+        Returns the new row ids in order and how many rows were deleted.
+        """
+        wanted = list(delete)
+        if not chunks and not wanted:
+            return [], 0
+        ids, gone, freed = await self._run(self._commit, chunks, wanted)
+        self.rows += len(ids) - gone
+        self.size_bytes += sum(len(blob) for blob, _ in chunks) - freed
+        return ids, gone
+
+    def _read(self, limit: int, after: int, spilled_only: bool) -> list[tuple[int, bytes]]:
+        assert self._db is not None
+        where = "id > ? AND spilled = 1" if spilled_only else "id > ?"
+        rows = self._db.execute(
+            f"SELECT id, body FROM chunks WHERE {where} ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+        return [(int(i), bytes(b)) for i, b in rows]
+
+    async def read(
+        self, limit: int, after: int = 0, *, spilled_only: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """The oldest chunks with id > after (only the disk-only ones if `spilled_only`)."""
+        return await self._run(self._read, limit, after, spilled_only)
+
+    async def delete(self, ids: Iterable[int]) -> None:
+        await self.commit((), ids)

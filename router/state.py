@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .config import Settings
 from .context import StashService
+from .deadletter import DeadLetters
 from .dispatch import Dispatcher
 from .flow import FlowSigner
 from .ingest import Deferred
@@ -26,6 +27,7 @@ class RouterState:
     stash: StashService
     registry: Registry
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    deadletters: DeadLetters | None = None
     deferred: Deferred = field(init=False)
 
     def __post_init__(self) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from router.deadletter import DeadLetters
+from router.deadletter import DeadLetter, DeadLetters
 from router.records import AmplitudeEvent
 from router.sinks.amplitude import AmplitudeSink
 from router.sinks.retry import Backoff
@@ -20,6 +23,21 @@ DEVICE = "0f3a6c1e9b7d4e2a8c5b1d0e7f6a9b3c"
 UID = "44794bdf0be84d4e8c7a8026b8580fa3"
 # Fast, deterministic retries: every wait is the ceiling, a few milliseconds.
 FAST = Backoff(0.001, 0.004, rng=lambda: 1.0)
+
+
+def read_dead_letters(path: str | Path) -> list[DeadLetter]:
+    """Every dead letter in the store at `path`, oldest first (read once the sink is closed)."""
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT id, destination, reason, time, kind, record, detail FROM dead_letters"
+            " ORDER BY id"
+        ).fetchall()
+    return [
+        DeadLetter(
+            id=i, destination=d, reason=r, time=t, kind=k, record=json.loads(rec), detail=det
+        )
+        for i, d, r, t, k, rec, det in rows
+    ]
 
 
 def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> AmplitudeSink:

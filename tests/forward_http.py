@@ -11,12 +11,13 @@ import sys
 
 from router.cli import main
 from router.config import Settings, SinkSettings
+from router.deadletter import DeadLetters
 from router.sinks import FACTORIES, Sink
 
 from .bus_support import HttpPostSink
 
 
-def _factory(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _factory(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     return HttpPostSink(name, os.environ["FORWARD_TEST_URL"])
 
 

@@ -24,11 +24,16 @@ class RouterProcess:
     """`metrics-router serve --config FILE` in a child process."""
 
     def __init__(
-        self, config: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+        self,
+        config: Path,
+        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        module: str = "router",
     ) -> None:
         self.config = config
         self.args = list(args)
         self.env = env or {}
+        self.module = module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
@@ -40,7 +45,7 @@ class RouterProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "router",
+            self.module,
             "serve",
             "--config",
             str(self.config),
@@ -68,6 +73,11 @@ class RouterProcess:
                 self.stderr_lines.append(line)
                 if needle in line:
                     return line
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

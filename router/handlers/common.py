@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import BadRequest, RouterError
+from ..dispatch import SpoolError
+from ..errors import BadRequest, RouterError, Unavailable
 from ..flow import now_ms
 from ..mapping import RequestInfo
-from ..state import STATE
+from ..records import RecordBatch
+from ..state import STATE, RouterState
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -51,6 +54,31 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
+def check_capacity(state: RouterState) -> None:
+    """Refuse work before accepting it when a durable sink's spool cannot keep it."""
+    if state.dispatcher.refusing:
+        raise Unavailable(
+            "spool full: try again later", "spool_full", state.settings.spool.retry_after_seconds
+        )
+
+
+async def accept(state: RouterState, batch: RecordBatch) -> None:
+    """Queue a batch; in strict mode, return only once it is on disk."""
+    waiters = state.dispatcher.submit(batch)
+    if not waiters:
+        return
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, SpoolError):
+            raise Unavailable(
+                "spool unavailable: try again later",
+                "spool_error",
+                state.settings.spool.retry_after_seconds,
+            ) from outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
@@ -59,12 +87,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RouterError as exc:
         endpoint = request.match_info.route.resource
         name = endpoint.canonical if endpoint is not None else request.path
-        reason = exc.reason if isinstance(exc, BadRequest) else "error"
+        reason = exc.reason if isinstance(exc, BadRequest | Unavailable) else "error"
         request.app[STATE].stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
         body = exc.body() if isinstance(exc, BadRequest) else {"error": str(exc)}
-        return json_response(body, status=exc.status)
+        headers = exc.headers if isinstance(exc, Unavailable) else None
+        return json_response(body, status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -8,7 +8,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..events import MetricsBody, check_patterns, metrics_body_decoder
 from ..state import STATE
-from .common import request_info
+from .common import accept, check_capacity, request_info
 
 SUCCESS = b'{"success":true}'
 
@@ -45,11 +45,16 @@ def decode_body(data: bytes) -> MetricsBody:
 async def post_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings = state.settings
+    check_capacity(state)
     # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
     body = decode_body(await request.read())
     check_ranges(
         body, settings.flow.max_event_offset_seconds * 1000, settings.server.max_events_per_batch
     )
     req = request_info(request, settings.server.trusted_proxies)
-    state.deferred.add(body, req)
+    if settings.spool.strict:
+        # The 200 promises the events are on disk.
+        await accept(state, state.pipeline.process_batch(body, req))
+    else:
+        state.deferred.add(body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import STATE
-from .common import json_response, request_info
+from .common import accept, check_capacity, json_response, request_info
 
 log = logging.getLogger("request.metrics-flow")
 
@@ -31,6 +31,7 @@ def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
 
 async def get_metrics_flow(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    check_capacity(state)
     query = parse_query(request)
     origin = request.headers.get("Origin")
     headers = cors_headers(origin, state.allowed_origins)
@@ -45,7 +46,7 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     req = request_info(request, state.settings.server.trusted_proxies)
     pipeline = state.pipeline
     if not engage:
-        state.dispatcher.submit(pipeline.begin_flow(query, flow_id, begin, device_id, req))
+        await accept(state, pipeline.begin_flow(query, flow_id, begin, device_id, req))
         state.stats.incr("metrics_flow.begin")
     elif not headers:
         state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
@@ -54,7 +55,7 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     elif query.uid is None:
         state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
     else:
-        state.dispatcher.submit(pipeline.engage(query, flow_id, begin, device_id, req))
+        await accept(state, pipeline.engage(query, flow_id, begin, device_id, req))
         state.stats.incr("metrics_flow.engage")
     body = {"deviceId": device_id, "flowBeginTime": begin, "flowId": flow_id}
     return json_response(body, headers=headers)

@@ -21,19 +21,19 @@ from .memory import MemorySink
 from .retry import Backoff
 from .vwo import VwoSink
 
-SinkFactory = Callable[[str, SinkSettings, Settings], Sink]
+SinkFactory = Callable[[str, SinkSettings, Settings, DeadLetters], Sink]
 
 
-def _log(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _log(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     assert isinstance(conf, LogSinkSettings)
     return LogSink(name, conf.path, conf.logger)
 
 
-def _memory(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _memory(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     return MemorySink(name)
 
 
-def _amplitude(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _amplitude(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     assert isinstance(conf, AmplitudeSinkSettings)
     return AmplitudeSink(
         name,
@@ -41,7 +41,7 @@ def _amplitude(name: str, conf: SinkSettings, settings: Settings) -> Sink:
         hmac_key=conf.hmac_key,
         url=conf.url,
         identify_url=conf.identify_url,
-        deadletters=DeadLetters(settings.deadletter.path),
+        deadletters=deadletters,
         max_batch_bytes=conf.max_batch_bytes,
         max_retry_seconds=conf.max_retry_seconds,
         concurrency=conf.concurrency,
@@ -52,7 +52,7 @@ def _amplitude(name: str, conf: SinkSettings, settings: Settings) -> Sink:
     )
 
 
-def _vwo(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _vwo(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     assert isinstance(conf, VwoSinkSettings)
     return VwoSink(
         name,
@@ -60,7 +60,7 @@ def _vwo(name: str, conf: SinkSettings, settings: Settings) -> Sink:
         sdk_key=conf.sdk_key,
         url=conf.url,
         settings_path=conf.settings_path,
-        deadletters=DeadLetters(settings.deadletter.path),
+        deadletters=deadletters,
         batch_events=conf.batch_events,
         authorization_header=conf.authorization_header,
         user_field=conf.user_field,
@@ -73,7 +73,7 @@ def _vwo(name: str, conf: SinkSettings, settings: Settings) -> Sink:
     )
 
 
-def _jetstream(name: str, conf: SinkSettings, settings: Settings) -> Sink:
+def _jetstream(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     from .jetstream import JetStreamSink
 
     assert isinstance(conf, JetStreamSinkSettings)
@@ -89,9 +89,12 @@ FACTORIES: dict[str, SinkFactory] = {
 }
 
 
-def build_sinks(settings: Settings) -> list[tuple[Sink, SinkSettings]]:
+def build_sinks(settings: Settings, deadletters: DeadLetters) -> list[tuple[Sink, SinkSettings]]:
     """One sink per enabled `[sinks.<name>]` section, with its settings."""
-    return [(FACTORIES[name](name, conf, settings), conf) for name, conf in enabled_sinks(settings)]
+    return [
+        (FACTORIES[name](name, conf, settings, deadletters), conf)
+        for name, conf in enabled_sinks(settings)
+    ]
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import aiohttp
 import msgspec
 
-from ..deadletter import DeadLetters
+from ..deadletter import DeadLetters, add_dead_letters
 from ..records import AmplitudeEvent, Record
 from .base import Kind, Sink
 from .retry import Backoff, Sleep, sleep
@@ -83,10 +83,15 @@ class Identification(msgspec.Struct, omit_defaults=True):
 
 
 class Prepared(msgspec.Struct):
-    """An outgoing event and its JSON, encoded once and resent as is."""
+    """An outgoing event and its JSON, encoded once and resent as is.
+
+    `source` is the record as the pipeline made it (raw uid, no insert_id): dead letters
+    keep that form, so a replay goes through `prepare` exactly once, like the first time.
+    """
 
     event: AmplitudeEvent
     data: bytes
+    source: AmplitudeEvent
 
 
 # -- classifying responses (pure) ----------------------------------------------------------
@@ -205,6 +210,7 @@ class AmplitudeSink(Sink):
     """Batches to Amplitude's HTTP/Batch API; `send` returns once every event is settled."""
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude"})
+    durable: ClassVar[bool] = True
     reports_outcomes: ClassVar[bool] = True
 
     def __init__(
@@ -261,6 +267,8 @@ class AmplitudeSink(Sink):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        # The store may be shared: closing is idempotent and it reopens on next use.
+        await self.deadletters.close()
 
     async def healthy(self) -> bool:
         return self._key_ok
@@ -281,7 +289,7 @@ class AmplitudeSink(Sink):
             self._count("sink.dead_lettered", count, reason=reason, kind=kind)
             log.warning("sink %s: %d %ss dead-lettered: %s", self.name, count, kind, reason)
         destination = self.name if kind == "event" else f"{self.name}-{kind}"
-        await self.deadletters.write(destination, items)
+        await add_dead_letters(self.deadletters, destination, items)
 
     # -- preparing a batch ----------------------------------------------------------------
 
@@ -329,7 +337,7 @@ class AmplitudeSink(Sink):
                     record.time,
                 ),
             )
-            events.append(Prepared(event, encode(event)))
+            events.append(Prepared(event, encode(event), record))
             if ops:
                 ident = (user_id, record.device_id, encode(ops))
                 if ident not in identifies:
@@ -454,7 +462,9 @@ class AmplitudeSink(Sink):
                     self._count("sink.sent", len(events))
                     return
                 case Rejected(invalid=invalid) if any(0 <= i < len(events) for i in invalid):
-                    bad = [(r, events[i].event) for i, r in invalid.items() if 0 <= i < len(events)]
+                    bad = [
+                        (r, events[i].source) for i, r in invalid.items() if 0 <= i < len(events)
+                    ]
                     await self._dead_letter(bad)
                     events = [e for i, e in enumerate(events) if i not in invalid]
                     self._count("sink.retried", len(events), reason="partial_400")
@@ -463,7 +473,7 @@ class AmplitudeSink(Sink):
                     if isinstance(outcome, Rejected):
                         reason = "bad_request:indexes_out_of_range"
                     if len(events) == 1:
-                        await self._dead_letter([(reason, events[0].event)])
+                        await self._dead_letter([(reason, events[0].source)])
                         return
                     # Halving isolates the culprit (400) or fits the limit (413) in log2(n) steps.
                     half = len(events) // 2
@@ -480,7 +490,7 @@ class AmplitudeSink(Sink):
                         or (item.event.user_id or "") in outcome.quota_users
                     ]
                     if quota:
-                        await self._dead_letter([("daily_quota", item.event) for item in quota])
+                        await self._dead_letter([("daily_quota", item.source) for item in quota])
                         gone = {id(item) for item in quota}
                         events = [item for item in events if id(item) not in gone]
                     until = loop.time() + self.throttle_pause
@@ -501,7 +511,7 @@ class AmplitudeSink(Sink):
                         delay = max(delay, self.throttle_pause)
                     if loop.time() - started + delay > self.max_retry_seconds:
                         await self._dead_letter(
-                            [(f"gave_up:{reason}", item.event) for item in events]
+                            [(f"gave_up:{reason}", item.source) for item in events]
                         )
                         return
                     self._count("sink.retried", len(events), reason=reason)

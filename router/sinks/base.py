@@ -18,10 +18,15 @@ class Sink:
     `send` is called by one dispatcher worker at a time per sink unless the sink
     sets `concurrency` higher. A sink that must not lose records handles its own
     retries inside `send`; an exception escaping `send` is counted and logged by
-    the dispatcher.
+    the dispatcher (and, for a durable sink, dead-lettered as `sink_error`).
+
+    A `durable` sink gets a disk spool from the dispatcher: what it has not
+    finished sending survives a restart and is sent again, so its destination
+    must deduplicate (Amplitude's insert_id).
     """
 
     kinds: ClassVar[frozenset[Kind]] = frozenset()
+    durable: ClassVar[bool] = False
     concurrency: int = 1
     # True: the sink counts `sink.sent` / `sink.dead_lettered` itself, per record,
     # because a returning `send` does not mean every record was delivered.

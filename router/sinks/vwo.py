@@ -18,7 +18,7 @@ import aiohttp
 import msgspec
 
 from .. import __version__
-from ..deadletter import DeadLetters
+from ..deadletter import DeadLetters, add_dead_letters
 from ..records import Record, VwoConversion
 from .base import Kind, Sink
 from .retry import Backoff, Sleep, sleep
@@ -93,6 +93,7 @@ class VwoSink(Sink):
     """Sends conversions through `batch-events-v2` (or `/events/t` one by one)."""
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"vwo"})
+    durable: ClassVar[bool] = True
     reports_outcomes: ClassVar[bool] = True
 
     def __init__(
@@ -150,6 +151,8 @@ class VwoSink(Sink):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        # The store may be shared: closing is idempotent and it reopens on next use.
+        await self.deadletters.close()
 
     def _count(self, key: str, amount: int, **tags: str) -> None:
         if amount:
@@ -164,7 +167,7 @@ class VwoSink(Sink):
         for reason, count in by_reason.items():
             self._count("sink.dead_lettered", count, reason=reason)
             log.warning("sink %s: %d conversions dead-lettered: %s", self.name, count, reason)
-        await self.deadletters.write(self.name, items)
+        await add_dead_letters(self.deadletters, self.name, items)
 
     def _user_id(self, conversion: VwoConversion) -> str | None:
         if self.user_field == "uid":

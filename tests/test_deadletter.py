@@ -1,0 +1,124 @@
+"""The dead-letter store, its replay through a real sink, and `metrics-router dlq`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from router.deadletter import DeadLetters, replay
+from router.records import AmplitudeEvent, FlowEvent, Record
+
+from .spool_sinks import FakeDestination, HttpPostSink
+from .test_durability import AiohttpServer
+
+
+def flow_events(count: int) -> list[Record]:
+    return [
+        FlowEvent(event=f"flow.e{i}", flow_id="a" * 32, flow_time=i, time=1_700_000_000_000 + i)
+        for i in range(count)
+    ]
+
+
+async def test_add_list_get_purge(tmp_path: Path) -> None:
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        assert await store.add("amplitude", "invalid_id", [AmplitudeEvent(event_type="x", time=1)])
+        await store.add("vwo", "sink_error", flow_events(2), detail="RuntimeError: boom")
+        await store.add("vwo", "raw_thing", [{"not": "a record"}])
+        everything = await store.list()
+        assert [(d.destination, d.reason, d.kind) for d in everything] == [
+            ("amplitude", "invalid_id", "amplitude"),
+            ("vwo", "sink_error", "flow"),
+            ("vwo", "sink_error", "flow"),
+            ("vwo", "raw_thing", "raw"),
+        ]
+        assert [d.id for d in await store.list(destination="vwo", reason="sink_error")] == [2, 3]
+        assert len(await store.list(limit=1)) == 1
+        letter = await store.get(2)
+        assert letter is not None and letter.detail == "RuntimeError: boom"
+        assert letter.to_record() == flow_events(1)[0]
+        assert (await store.get(4)) is not None and (await store.get(4)).to_record() is None  # type: ignore[union-attr]
+        assert await store.get(99) is None
+        assert await store.counts() == {
+            ("amplitude", "invalid_id"): 1,
+            ("vwo", "sink_error"): 2,
+            ("vwo", "raw_thing"): 1,
+        }
+        assert await store.purge(destination="vwo", reason="sink_error") == 2
+        assert [d.id for d in await store.list()] == [1, 4]
+        assert store.stats.get("dlq.added", destination="vwo", reason="sink_error") == 2
+
+
+async def test_replay_delivers_and_the_destination_dedups(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    dest = FakeDestination()
+    server: TestServer = await aiohttp_server(dest.app)
+    sink = HttpPostSink("http", str(server.make_url("/events")))
+    records = flow_events(5)
+    async with DeadLetters(tmp_path / "dlq.db") as store, sink:
+        await store.add("http", "timeout", records)
+        await store.add("other", "timeout", flow_events(1))
+        result = await replay(store, {"http": sink}, destination="http")
+        assert result.sent == 5 and not result.failed
+        assert len(dest.received) == 5
+        # Replaying the same records again (e.g. after a crash mid-replay) is harmless.
+        await store.add("http", "timeout", records)
+        result = await replay(store, {"http": sink})
+        assert result.sent == 5
+        assert result.failed == {"other": "no such sink in the configuration"}
+        assert len(dest.received) == 5 and dest.duplicates == 5
+        # Replayed rows are gone; the one that could not be sent is kept.
+        assert [(d.destination, d.reason) for d in await store.list()] == [("other", "timeout")]
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "router",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.slow
+async def test_dlq_commands(tmp_path: Path) -> None:
+    log_path = tmp_path / "events.log"
+    config = tmp_path / "router.toml"
+    config.write_text(
+        f'[deadletter]\npath = "{tmp_path / "dlq.db"}"\n[sinks.log]\npath = "{log_path}"\n'
+    )
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        await store.add("log", "sink_error", flow_events(3))
+        await store.add("log", "other", flow_events(1))
+
+    code, out, err = await cli("dlq", "list", "--config", str(config), "--reason", "sink_error")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0].split("\t")[2:] == ["log", "sink_error", "flow", "flow.e0"]
+    assert "3 shown of 3" in err
+
+    code, out, _ = await cli("dlq", "show", "--config", str(config), "2")
+    assert code == 0 and json.loads(out)["record"]["event"] == "flow.e1"
+    assert (await cli("dlq", "show", "--config", str(config), "42"))[0] == 1
+
+    code, out, _ = await cli("dlq", "replay", "--config", str(config), "--reason", "sink_error")
+    assert code == 0 and "replayed 3 records" in out
+    written = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [w["Fields"]["event"] for w in written] == ["flow.e0", "flow.e1", "flow.e2"]
+
+    assert (await cli("dlq", "purge", "--config", str(config)))[0] == 2
+    code, out, _ = await cli("dlq", "purge", "--config", str(config), "--all")
+    assert code == 0 and "purged 1 dead letters" in out
+    code, out, err = await cli("dlq", "list", "--config", str(config))
+    assert out == "" and "0 shown of 0" in err

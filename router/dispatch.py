@@ -128,6 +128,14 @@ class SinkRunner:
             self.spool.full or self.failing or self._spill_bytes >= SPILL_BACKLOG_BYTES
         )
 
+    @property
+    def busy(self) -> bool:
+        """A sink without a spool whose queue is nearly full: refuse new work, drop none.
+
+        The last tenth of the queue is headroom for batches accepted just before.
+        """
+        return self.spool is None and self.queued >= self.queue_size - self.queue_size // 10
+
     def submit(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
         """Queue records without waiting.
 
@@ -461,6 +469,7 @@ class Dispatcher:
     def __init__(self, runners: Sequence[SinkRunner]) -> None:
         self.runners = list(runners)
         self.durable = [r for r in self.runners if r.spool is not None]
+        self.volatile = [r for r in self.runners if r.spool is None]
         self._plans = [
             (r, [kind for kind in ("flow", "amplitude", "vwo") if kind in r.sink.kinds])
             for r in self.runners
@@ -471,6 +480,15 @@ class Dispatcher:
     def refusing(self) -> bool:
         """True while some durable sink cannot keep more work (ingest answers 503)."""
         return any(r.full for r in self.durable)
+
+    @property
+    def refusal(self) -> str | None:
+        """Why ingest must answer 503 now (`spool_full`, `sink_busy`), or None."""
+        if self.refusing:
+            return "spool_full"
+        if any(r.busy for r in self.volatile):
+            return "sink_busy"
+        return None
 
     def submit(self, batch: RecordBatch) -> list[asyncio.Future[None]]:
         """Queue a batch; in strict mode, the futures that resolve once it is on disk.

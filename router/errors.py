@@ -11,6 +11,11 @@ class RouterError(Exception):
     """Base class for errors raised by metrics-router code."""
 
     status = 500
+    title = "Internal Server Error"
+
+    def body(self) -> dict[str, object]:
+        """The JSON body of the error response."""
+        return {"error": self.title, "message": str(self), "statusCode": self.status}
 
 
 class BadRequest(RouterError):
@@ -65,6 +70,7 @@ class Unavailable(RouterError):
     """We cannot keep this work right now; the client should retry after `retry_after` s."""
 
     status = 503
+    title = "Service Unavailable"
 
     def __init__(self, message: str, reason: str, retry_after: int) -> None:
         super().__init__(message)

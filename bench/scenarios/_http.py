@@ -53,17 +53,20 @@ def measure(
     """One measured wrk run (after an optional 1 s warm-up); also the requests sent in all."""
     sent = 0
     if warmup:
-        sent += wrk.run(url, script, 1, wrk_cpu, CONNECTIONS).requests
+        first = wrk.run(url, script, 1, wrk_cpu, CONNECTIONS)
+        sent += first.requests - first.status_errors
     before = cpu_seconds(server.pid)
     result = wrk.run(url, script, duration, wrk_cpu, CONNECTIONS)
     cpu = cpu_seconds(server.pid) - before
-    sent += result.requests
-    events = result.requests * events_per_request
+    # Only answered-with-2xx requests count: a 503 (backpressure) accepted nothing.
+    accepted = result.requests - result.status_errors
+    sent += accepted
+    events = accepted * events_per_request
     seconds = result.duration_us / 1e6
     figures = Figures(
         label=label,
         seconds=round(seconds, 2),
-        requests_per_s=round(result.requests_per_s, 1),
+        requests_per_s=round(accepted / (result.duration_us / 1e6), 1),
         events_per_s=round(events / seconds, 1),
         p50_ms=result.p50_us / 1000,
         p99_ms=result.p99_us / 1000,
@@ -133,6 +136,11 @@ def run_http(
             f"log sink wrote {written:,} of {expected:,} records{share} after a clean stop"
             f" (exit {code}); {figures.events:,} events sent in all, including the warm-up"
         )
+        if figures.errors:
+            notes.append(
+                f"{figures.errors:,} requests not answered 2xx (503 = backpressure: a sink was"
+                " behind); they are not counted"
+            )
         dropped = [line for line in server.tail if "dropped" in line or "not delivered" in line]
         if dropped:
             notes.append(f"router said: {dropped[-1][-160:]}")

@@ -55,10 +55,12 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
 
 
 def check_capacity(state: RouterState) -> None:
-    """Refuse work before accepting it when a durable sink's spool cannot keep it."""
-    if state.dispatcher.refusing:
+    """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
+    reason = state.dispatcher.refusal
+    if reason is not None:
+        what = "spool full" if reason == "spool_full" else "a sink is behind"
         raise Unavailable(
-            "spool full: try again later", "spool_full", state.settings.spool.retry_after_seconds
+            f"{what}: try again later", reason, state.settings.spool.retry_after_seconds
         )
 
 
@@ -91,7 +93,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request.app[STATE].stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
-        body = exc.body() if isinstance(exc, BadRequest) else {"error": str(exc)}
+        body = exc.body()
         headers = exc.headers if isinstance(exc, Unavailable) else None
         return json_response(body, status=exc.status, headers=headers)
     except web.HTTPException as exc:

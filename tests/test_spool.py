@@ -251,7 +251,7 @@ async def test_spool_full_answers_503_then_recovers(
         statuses.append(resp.status)
         if resp.status == 503:
             assert resp.headers["Retry-After"] == "7"
-            assert (await resp.json())["error"] == "spool full: try again later"
+            assert (await resp.json())["message"] == "spool full: try again later"
             break
         assert resp.status == 200
         await checkpoint(runner)

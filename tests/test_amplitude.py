@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from router.deadletter import read_dead_letters
+from router.ids import hash_id, insert_id
 from router.sinks.amplitude import (
     BadRequest,
     InvalidApiKey,
@@ -19,8 +20,6 @@ from router.sinks.amplitude import (
     Throttled,
     TooLarge,
     classify,
-    hash_id,
-    insert_id,
     refusal,
     split_user_properties,
 )

@@ -13,6 +13,7 @@ import nats
 import pytest
 from aiohttp.test_utils import TestServer
 
+from router import bus
 from router.app import make_app
 from router.config import Settings
 from router.forward import Forwarder, build_destination
@@ -26,6 +27,8 @@ from router.stats import Stats
 
 from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
 from .conftest import AiohttpClient
+from .delivery_helpers import HMAC_KEY, AiohttpServer, amplitude_sink, event
+from .fakes.amplitude import FakeAmplitude
 from .helpers import body
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +85,34 @@ async def test_publish_uses_record_ids_and_drops_replays(nats_server: NatsServer
     assert first.headers is not None and first.headers["Nats-Msg-Id"] == expected
     assert b"insert_id" in first.data and expected.encode() in first.data
     assert vwo_id(vwo(0)) != vwo_id(vwo(1))
+
+
+async def test_message_id_is_the_insert_id_the_amplitude_sink_sends(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    """Same record, same key: JetStream's Nats-Msg-Id equals Amplitude's insert_id."""
+    record = event()
+    assert not record.insert_id
+    publisher = JetStreamSink("jetstream", bus_conf("nats://127.0.0.1:1", id_key=HMAC_KEY))
+    message = publisher._message(record)
+    assert message is not None
+    subject, payload, msg_id = message
+    assert subject == "metrics.amplitude"
+
+    fake = FakeAmplitude()
+    server = await aiohttp_server(fake.app)
+    async with amplitude_sink(server, tmp_path) as direct:
+        await direct.send([record])  # the router posting straight to Amplitude
+    async with amplitude_sink(server, tmp_path) as forwarded:
+        await forwarded.send([bus.decode("amplitude", payload)])  # a forwarder's delivery
+    sent = [e["insert_id"] for e in fake.received]
+    assert sent == [msg_id, msg_id]
+    assert len(fake.ingested) == 1
+
+    # A different key gives different ids: the two keys must be configured equal.
+    other = JetStreamSink("jetstream", bus_conf("nats://127.0.0.1:1", id_key="other"))
+    other_message = other._message(record)
+    assert other_message is not None and other_message[2] != msg_id
 
 
 async def test_publish_fails_loudly_when_the_bus_is_gone(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import sys
@@ -16,8 +17,9 @@ from aiohttp.test_utils import TestServer
 from router import bus
 from router.app import make_app
 from router.config import Settings
+from router.deadletter import DeadLetters, read_dead_letters
 from router.forward import Forwarder, build_destination
-from router.ids import insert_id, vwo_id
+from router.ids import hash_id, insert_id, vwo_id
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable
 from router.sinks.jetstream import JetStreamSink, PublishError
@@ -45,6 +47,10 @@ async def destination(aiohttp_server: object) -> AsyncIterator[tuple[Destination
     dest = Destination()
     server: TestServer = await aiohttp_server(dest.app())  # type: ignore[operator]
     yield dest, str(server.make_url("/events"))
+
+
+def dead_letters(tmp_path: Path) -> DeadLetters:
+    return DeadLetters(str(tmp_path / "dead.jsonl"))
 
 
 def amplitude(i: int) -> AmplitudeEvent:
@@ -139,6 +145,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     settings: Settings,
     rules: RuleTable,
     destination: tuple[Destination, str],
+    tmp_path: Path,
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -155,7 +162,9 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     assert produced > 0
 
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), deadletters=dead_letters(tmp_path)
+    )
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(produced)
     stop.set()
@@ -167,7 +176,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
 
 
 async def test_a_failed_delivery_is_retried_after_a_delay(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.2)
@@ -175,7 +184,9 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
         await sink.send([amplitude(i) for i in range(10)])
     dest.fail_next = 1
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), deadletters=dead_letters(tmp_path)
+    )
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(10)
     stop.set()
@@ -185,7 +196,7 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
 
 
 async def test_after_max_deliver_failures_messages_are_dead_lettered(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05, max_deliver=2)
@@ -194,7 +205,10 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
     dest.fail_next = 100
     stats = Stats()
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), stats)
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=store
+    )
     task = asyncio.create_task(forwarder.run(stop))
     async with asyncio.timeout(10):
         while stats.total("forward.dead_lettered") < 2:
@@ -203,10 +217,24 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
     await task
     assert not dest.accepted and dest.requests == 2
     assert stats.total("forward.retried") == 2
+    letters = read_dead_letters(store.path)
+    assert [d.destination for d in letters] == ["amplitude", "amplitude"]
+    assert {d.reason for d in letters} == {
+        "delivery failed 2 times: RuntimeError('destination answered 503')"
+    }
+    key = ID_KEY.encode()
+    for letter, sent in zip(
+        sorted(letters, key=lambda d: d.record["time"]), (amplitude(1), amplitude(2)), strict=True
+    ):
+        assert sent.user_id is not None
+        assert letter.record["user_id"] == hash_id(key, sent.user_id)  # no raw uid on disk
+        assert letter.record["insert_id"] == insert_id(
+            key, sent.user_id, None, None, sent.event_type, sent.time
+        )
 
 
 async def test_undecodable_messages_are_dead_lettered_not_redelivered(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -216,12 +244,56 @@ async def test_undecodable_messages_are_dead_lettered_not_redelivered(
         await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
         await sink.send([amplitude(2)])
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=store)
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(2)
     stop.set()
     await task
     assert forwarder.stats.total("forward.dead_lettered") == 1
+    [letter] = read_dead_letters(store.path)
+    assert letter.destination == "amplitude" and letter.reason.startswith("undecodable: ")
+    assert letter.record["subject"] == "metrics.amplitude"
+    assert base64.b64decode(letter.record["data"]) == b"\xc1 not msgpack"
+
+
+async def test_a_dead_letter_the_store_cannot_take_comes_back(
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+) -> None:
+    _, url = destination
+    conf = bus_conf(nats_server.url, retry_delay_seconds=0.05)
+    async with JetStreamSink("jetstream", conf) as sink:
+        assert sink._js is not None
+        await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
+    broken = DeadLetters(str(tmp_path / "missing-dir" / "dead.jsonl"))
+    stats = Stats()
+    stop = asyncio.Event()
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=broken
+    )
+    task = asyncio.create_task(forwarder.run(stop))
+    async with asyncio.timeout(10):
+        while not stats.total("forward.dead_letter_failed"):
+            await asyncio.wait({task}, timeout=0.05)
+    stop.set()
+    await task
+    assert not stats.total("forward.dead_lettered")
+
+    # Not terminated: a forwarder whose store works gets the message again and keeps it.
+    stats = Stats()
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=store
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    async with asyncio.timeout(10):
+        while not stats.total("forward.dead_lettered"):
+            await asyncio.wait({task}, timeout=0.05)
+    stop.set()
+    await task
+    [letter] = read_dead_letters(store.path)
+    assert letter.reason.startswith("undecodable: ")
 
 
 def write_config(path: Path, server_url: str, extra: str = "") -> Path:

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from router.ruletable import default_rules_path
-from router.stats import Stats
+from router.stats import Key, Stats
 from router.workers import (
     SNAPSHOT,
     aggregate,
@@ -57,7 +57,9 @@ def test_aggregate_sums_every_directory_including_dead_workers(tmp_path: Path) -
     }
     assert aggregate(tmp_path / "missing") == {}
     # A worker's own counters are taken live, in place of its (older) snapshot.
-    live = {tmp_path / "worker-1": {("sink.sent", (("sink", "log"),)): 9}}
+    live: dict[Path, dict[Key, int]] = {
+        tmp_path / "worker-1": {("sink.sent", (("sink", "log"),)): 9}
+    }
     assert aggregate(tmp_path, live)[("sink.sent", (("sink", "log"),))] == 25
 
 

@@ -257,6 +257,17 @@ async def test_undecodable_messages_are_dead_lettered_not_redelivered(
     assert base64.b64decode(letter.record["data"]) == b"\xc1 not msgpack"
 
 
+async def forward_until(forwarder: Forwarder, counter: str) -> None:
+    """Run a forwarder until its counter `counter` is non-zero, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    async with asyncio.timeout(10):
+        while not forwarder.stats.total(counter):
+            await asyncio.wait({task}, timeout=0.05)
+    stop.set()
+    await task
+
+
 async def test_a_dead_letter_the_store_cannot_take_comes_back(
     nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
@@ -266,32 +277,14 @@ async def test_a_dead_letter_the_store_cannot_take_comes_back(
         assert sink._js is not None
         await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
     broken = DeadLetters(str(tmp_path / "missing-dir" / "dead.jsonl"))
-    stats = Stats()
-    stop = asyncio.Event()
-    forwarder = Forwarder(
-        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=broken
-    )
-    task = asyncio.create_task(forwarder.run(stop))
-    async with asyncio.timeout(10):
-        while not stats.total("forward.dead_letter_failed"):
-            await asyncio.wait({task}, timeout=0.05)
-    stop.set()
-    await task
-    assert not stats.total("forward.dead_lettered")
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=broken)
+    await forward_until(forwarder, "forward.dead_letter_failed")
+    assert not forwarder.stats.total("forward.dead_lettered")
 
     # Not terminated: a forwarder whose store works gets the message again and keeps it.
-    stats = Stats()
     store = dead_letters(tmp_path)
-    forwarder = Forwarder(
-        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=store
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(forwarder.run(stop))
-    async with asyncio.timeout(10):
-        while not stats.total("forward.dead_lettered"):
-            await asyncio.wait({task}, timeout=0.05)
-    stop.set()
-    await task
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=store)
+    await forward_until(forwarder, "forward.dead_lettered")
     [letter] = read_dead_letters(store.path)
     assert letter.reason.startswith("undecodable: ")
 

@@ -88,7 +88,7 @@ async def _measure(
 
 async def _run(duration_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        dead = DeadLetters(str(Path(tmp) / "dead.jsonl"))
+        dead = DeadLetters(Path(tmp) / "dead.db")
         amp = FakeAmplitude()
         amp_runner, amp_url = await _serve(amp.app)
         vwo = FakeVwo()

@@ -118,6 +118,7 @@ def run_workers(duration_s: float, workers: int, connections: int = 64) -> dict[
 async def _jetstream(duration_s: float) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from router.config import JetStreamSinkSettings
+    from router.deadletter import DeadLetters
     from router.forward import Forwarder
     from router.records import AmplitudeEvent
     from router.sinks.jetstream import JetStreamSink
@@ -161,7 +162,8 @@ async def _jetstream(duration_s: float) -> dict[str, float]:
 
             memory = MemorySink("memory", keep=False)
             stop = asyncio.Event()
-            forwarder = Forwarder(conf, "memory", memory)
+            deadletters = DeadLetters(os.path.join(tmp, "dead.jsonl"))
+            forwarder = Forwarder(conf, "memory", memory, deadletters=deadletters)
             start = time.perf_counter()
             task = asyncio.create_task(forwarder.run(stop))
             await memory.wait_for(published, timeout=max(60.0, 10 * duration_s))

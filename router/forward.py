@@ -4,7 +4,9 @@
 destination share one durable pull consumer (`forward-<NAME>`), so JetStream spreads
 the messages between them; a message is acknowledged only after the sink's `send`
 returned (delivered, or dead-lettered by the sink itself), and is redelivered if a
-forwarder dies holding it. A failed `send` naks the batch with a delay.
+forwarder dies holding it. A failed `send` naks the batch with a delay; a message that
+cannot be decoded, or that failed `max_deliver` times, is written to the dead-letter
+store and terminated.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -24,7 +28,7 @@ from nats.js.errors import BadRequestError
 
 from . import bus
 from .config import JetStreamSinkSettings, Settings, deadletter_path
-from .deadletter import DeadLetters
+from .deadletter import DeadLetters, add_dead_letters
 from .errors import ConfigError
 from .records import Record
 from .sinks import FACTORIES, Sink
@@ -54,6 +58,14 @@ def bus_settings(settings: Settings) -> JetStreamSinkSettings:
     return conf
 
 
+class Undecodable(msgspec.Struct):
+    """A dead-lettered message that is not a record: kept as it came (data in base64)."""
+
+    subject: str
+    id: str | None
+    data: bytes
+
+
 class Forwarder:
     """One destination's pull loop(s) over a shared durable consumer."""
 
@@ -63,11 +75,15 @@ class Forwarder:
         destination: str,
         sink: Sink,
         stats: Stats | None = None,
+        *,
+        deadletters: DeadLetters,
     ) -> None:
         self.conf = conf
         self.destination = destination
         self.sink = sink
         self.stats = stats or Stats()
+        self.deadletters = deadletters
+        self._key = conf.id_key.encode()
         self.durable = f"forward-{destination}"
         # subject -> destination kind, for the kinds this sink takes.
         self.kinds: dict[str, bus.Destination] = {
@@ -188,22 +204,50 @@ class Forwarder:
                     await msg.in_progress()
 
     async def dead_letter(self, msgs: Sequence[Msg], reason: str) -> None:
-        """Give up on messages: logged, counted and terminated (never redelivered).
+        """Give up on messages: written to the dead-letter store, counted, then terminated.
 
-        The hook for the dead-letter store: when one is configured, write
-        (reason, message) there before `term`.
+        Written before `term`: if the write fails, the messages are naked and come
+        back later rather than being lost.
         """
-        self.stats.incr("forward.dead_lettered", len(msgs), {**self._tags, "reason": reason[:60]})
-        for msg in msgs:
-            log.error(
-                "forward %s: dead letter (%s): subject=%s id=%s body=%r",
-                self.destination,
-                reason,
-                msg.subject,
-                (msg.headers or {}).get(bus.MSG_ID),
-                msg.data[:200],
+        try:
+            await add_dead_letters(
+                self.deadletters, self.destination, [(reason, self._letter(m)) for m in msgs]
             )
+        except (OSError, sqlite3.Error) as exc:
+            log.error(
+                "forward %s: dead-letter store %s not written (%s): %d messages kept",
+                self.destination,
+                self.deadletters.path,
+                exc,
+                len(msgs),
+            )
+            self.stats.incr("forward.dead_letter_failed", len(msgs), self._tags)
+            for msg in msgs:
+                await msg.nak(delay=self.conf.retry_delay_seconds)
+            return
+        self.stats.incr("forward.dead_lettered", len(msgs), {**self._tags, "reason": reason[:60]})
+        log.error(
+            "forward %s: %d messages dead-lettered to %s: %s",
+            self.destination,
+            len(msgs),
+            self.deadletters.path,
+            reason,
+        )
+        for msg in msgs:
             await msg.term()
+
+    def _letter(self, msg: Msg) -> Any:
+        """What the dead letter keeps of a message: its record, or the message as it came."""
+        kind = self.kinds.get(msg.subject)
+        try:
+            if kind is None:
+                raise ValueError(msg.subject)
+            record = bus.decode(kind, msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            return Undecodable(msg.subject, (msg.headers or {}).get(bus.MSG_ID), msg.data)
+        # Kept as published (the pipeline's form, like every dead letter), so that
+        # `dlq replay` sends it through the destination sink exactly as the first time.
+        return record
 
 
 def forward(settings: Settings, destination: str) -> None:
@@ -211,8 +255,9 @@ def forward(settings: Settings, destination: str) -> None:
     from .server import new_event_loop
 
     conf = bus_settings(settings)
-    sink = build_destination(settings, destination)
-    forwarder = Forwarder(conf, destination, sink)
+    store = DeadLetters(deadletter_path(settings))
+    sink = build_destination(settings, destination, store)
+    forwarder = Forwarder(conf, destination, sink, deadletters=store)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -15,6 +15,11 @@ import msgspec
 from .records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
 
+def hash_id(key: bytes, value: str) -> str:
+    """Hex HMAC-SHA256 of an id: what leaves the router instead of the raw uid."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
 def insert_id(
     key: bytes,
     user_id: str | None,

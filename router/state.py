@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -27,6 +28,9 @@ class RouterState:
     stash: StashService
     registry: Registry
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    # What `/__stats__` shows when it is not `stats` alone: with several workers,
+    # every worker's counters summed (set by `router.workers`).
+    stats_view: Callable[[], Awaitable[Stats]] | None = None
     deadletters: DeadLetters | None = None
     deferred: Deferred = field(init=False)
 

@@ -12,7 +12,8 @@ connections between them. Three things gunicorn does not do for us live here:
   including one whose worker died, and its spool and counters with it.
 - Counters: each worker writes its counters to `worker-<k>/stats.msgpack` (atomic
   rename) every second and at exit, starting from what its predecessor in that
-  directory left, so `aggregate()` over all directories only ever grows.
+  directory left, so `aggregate()` over all directories only ever grows; `/__stats__`
+  in any worker shows those sums (`summed_view`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +38,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from .config import Settings
+from .state import STATE
 from .stats import Key, Stats
 
 log = logging.getLogger(__name__)
@@ -122,24 +124,50 @@ def write_snapshot(path: Path, counters: dict[Key, int]) -> None:
         raise
 
 
-def aggregate(root: Path) -> dict[Key, int]:
-    """The sum of every worker directory's counters (for `/__stats__` with workers > 1).
+def aggregate(root: Path, live: Mapping[Path, Mapping[Key, int]] | None = None) -> dict[Key, int]:
+    """The sum of every worker directory's counters (`/__stats__` with workers > 1).
 
     Directories whose worker has exited keep their last snapshot, and the next worker
-    to claim one starts from it, so the sums never go down.
+    to claim one starts from it, so the sums never go down. `live` gives the current
+    counters of some directories (the calling worker's own) in place of their snapshot.
     """
     total: dict[Key, int] = {}
     for path in worker_dirs(root):
-        for key, value in read_snapshot(path / SNAPSHOT).items():
+        counters = live.get(path) if live else None
+        if counters is None:
+            counters = read_snapshot(path / SNAPSHOT)
+        for key, value in counters.items():
             total[key] = total.get(key, 0) + value
     return total
 
 
-def aggregate_stats(root: Path) -> Stats:
+def aggregate_stats(root: Path, live: Mapping[Path, Mapping[Key, int]] | None = None) -> Stats:
     """`aggregate` as a Stats object, so any exporter of a Stats can show the sums."""
     stats = Stats()
-    stats.counters = aggregate(root)
+    stats.counters = aggregate(root, live)
     return stats
+
+
+def summed_view(stats: Stats, claimed: WorkerDir, root: Path) -> Callable[[], Awaitable[Stats]]:
+    """What `/__stats__` shows in a worker: every worker's counters summed, its own gauges.
+
+    Its own counters are taken live, not from its snapshot, so they are current; the
+    others' are at most one snapshot interval old. Nothing is written here: a write
+    racing the periodic one could land after the final snapshot with older numbers.
+    Gauges (queue depths) belong to one process and carry a `worker` label.
+    """
+    worker = ("worker", str(claimed.index))
+
+    async def view() -> Stats:
+        live = {claimed.path: dict(stats.counters)}
+        summed = await asyncio.to_thread(aggregate_stats, root, live)
+        summed.gauges = {
+            (name, tuple(sorted((*tags, worker)))): read
+            for (name, tags), read in stats.gauges.items()
+        }
+        return summed
+
+    return view
 
 
 def snapshot_ctx(stats: Stats, path: Path) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -150,10 +178,14 @@ def snapshot_ctx(stats: Stats, path: Path) -> Callable[[web.Application], AsyncI
 
         async def loop() -> None:
             # Not cancelled at exit: a write in its thread would outlive the cancel and
-            # could land after the final one. Asked to stop, it writes once more and ends.
-            while not stop.is_set():
+            # could land after the final one. Asked to stop, it writes once more and ends;
+            # `last` is read before the counters are copied, so a stop that comes during a
+            # periodic write still gets a write of its own.
+            last = False
+            while not last:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), SNAPSHOT_INTERVAL)
+                last = stop.is_set()
                 try:
                     await asyncio.to_thread(write_snapshot, path, dict(stats.counters))
                 except OSError as exc:
@@ -184,6 +216,7 @@ def worker_app(settings: Settings) -> web.Application:
         spool.path = str(claimed.path / "spool")
     app = make_app(settings, stats=stats)
     app[WORKER] = claimed
+    app[STATE].stats_view = summed_view(stats, claimed, Path(settings.server.worker_dir))
     # First in, last out: the final snapshot is taken after the sinks have drained.
     app.cleanup_ctx.insert(0, snapshot_ctx(stats, claimed.path / SNAPSHOT))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from router.ids import hash_id, insert_id
 from router.sinks.amplitude import (
     BadRequest,
     InvalidApiKey,
@@ -18,8 +19,6 @@ from router.sinks.amplitude import (
     Throttled,
     TooLarge,
     classify,
-    hash_id,
-    insert_id,
     refusal,
     split_user_properties,
 )

@@ -11,21 +11,16 @@ from typing import Any
 
 import yaml
 
-from router.config import ENV_PREFIX, Settings, _env_keys, load_settings
+from router.config import ENV_PREFIX, Settings, _env_keys, deadletter_path, load_settings
+from router.deadletter import DeadLetters
+from router.forward import Forwarder, build_destination
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = {env for env, _, _ in _env_keys(Settings)}
-# Sections that other branches add (delivery: sinks.amplitude, sinks.vwo, deadletter;
-# sidecar: context; spool: spool). A variable under one of these prefixes is only
-# excused while its whole section is unknown here; once the section exists, every
-# variable under it must be a real key.
-PENDING = (
-    "METRICS_ROUTER_SINKS_AMPLITUDE_",
-    "METRICS_ROUTER_SINKS_VWO_",
-    "METRICS_ROUTER_DEADLETTER_",
-    "METRICS_ROUTER_CONTEXT_",
-    "METRICS_ROUTER_SPOOL_",
-)
+# A section that another branch adds (spool). A variable under its prefix is only
+# excused while the section is unknown here; once it exists, every variable under it
+# must be a real key.
+PENDING = ("METRICS_ROUTER_SPOOL_",)
 DEFAULT = re.compile(r"\$\{(\w+)(?::[-?]([^}]*))?\}")
 
 
@@ -75,7 +70,7 @@ def test_every_variable_is_a_setting_the_router_reads() -> None:
 
 
 def test_the_environment_loads() -> None:
-    """What is known today loads without a problem (pending sections are left out)."""
+    """Each service's environment loads; each forwarder builds its sink and consumer."""
     services = compose()["services"]
     loaded = {}
     for name in ("router", "forward-amplitude", "forward-vwo"):
@@ -89,3 +84,34 @@ def test_the_environment_loads() -> None:
         assert jetstream is not None and jetstream.servers == ["nats://nats:4222"]
     assert loaded["router"].server.workers == 2
     assert loaded["router"].server.host == "0.0.0.0"
+    assert loaded["router"].context.memcached == ["memcached:11211"]
+    for name, destination in (("forward-amplitude", "amplitude"), ("forward-vwo", "vwo")):
+        settings = loaded[name]
+        assert settings.deadletter.path.startswith("/var/lib/metrics-router/")
+        conf = settings.sinks.jetstream
+        assert conf is not None
+        sink = build_destination(settings, destination)
+        store = DeadLetters(deadletter_path(settings))
+        forwarder = Forwarder(conf, destination, sink, deadletters=store)
+        assert set(forwarder.kinds.values()) == {destination}
+
+
+def variable(value: object) -> str:
+    match = DEFAULT.fullmatch(str(value))
+    assert match is not None, f"{value!r} is not a single ${{VAR}}"
+    return match[1]
+
+
+def test_insert_ids_and_message_ids_share_one_key() -> None:
+    """The publisher's id_key and the Amplitude hmac_key come from one variable."""
+    env = compose()["services"]["forward-amplitude"]["environment"]
+    router = compose()["services"]["router"]["environment"]
+    names = {
+        variable(source[key])
+        for source, key in (
+            (env, "METRICS_ROUTER_SINKS_AMPLITUDE_HMAC_KEY"),
+            (env, "METRICS_ROUTER_SINKS_JETSTREAM_ID_KEY"),
+            (router, "METRICS_ROUTER_SINKS_JETSTREAM_ID_KEY"),
+        )
+    }
+    assert names == {"ID_KEY"}

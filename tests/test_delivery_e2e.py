@@ -14,9 +14,9 @@ from blockbuster import BlockBuster
 from router.app import make_app
 from router.config import AmplitudeSinkSettings, MemorySinkSettings, Settings, VwoSinkSettings
 from router.dispatch import SinkRunner
+from router.ids import hash_id, insert_id
 from router.registry import load_registry
 from router.ruletable import Mapping, RuleTable, default_rules_path
-from router.sinks.amplitude import hash_id, insert_id
 from router.sinks.memory import MemorySink
 from router.sinks.vwo import visitor_id
 from router.state import STATE

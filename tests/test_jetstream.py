@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import sys
@@ -13,8 +14,10 @@ import nats
 import pytest
 from aiohttp.test_utils import TestServer
 
+from router import bus
 from router.app import make_app
 from router.config import Settings
+from router.deadletter import DeadLetters
 from router.forward import Forwarder, build_destination
 from router.ids import insert_id, vwo_id
 from router.records import AmplitudeEvent, Record, VwoConversion
@@ -26,6 +29,8 @@ from router.stats import Stats
 
 from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
 from .conftest import AiohttpClient
+from .delivery_helpers import HMAC_KEY, AiohttpServer, amplitude_sink, event, read_dead_letters
+from .fakes.amplitude import FakeAmplitude
 from .helpers import body
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +47,10 @@ async def destination(aiohttp_server: object) -> AsyncIterator[tuple[Destination
     dest = Destination()
     server: TestServer = await aiohttp_server(dest.app())  # type: ignore[operator]
     yield dest, str(server.make_url("/events"))
+
+
+def dead_letters(tmp_path: Path) -> DeadLetters:
+    return DeadLetters(tmp_path / "dead.db")
 
 
 def amplitude(i: int) -> AmplitudeEvent:
@@ -84,6 +93,34 @@ async def test_publish_uses_record_ids_and_drops_replays(nats_server: NatsServer
     assert vwo_id(vwo(0)) != vwo_id(vwo(1))
 
 
+async def test_message_id_is_the_insert_id_the_amplitude_sink_sends(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    """Same record, same key: JetStream's Nats-Msg-Id equals Amplitude's insert_id."""
+    record = event()
+    assert not record.insert_id
+    publisher = JetStreamSink("jetstream", bus_conf("nats://127.0.0.1:1", id_key=HMAC_KEY))
+    message = publisher._message(record)
+    assert message is not None
+    subject, payload, msg_id = message
+    assert subject == "metrics.amplitude"
+
+    fake = FakeAmplitude()
+    server = await aiohttp_server(fake.app)
+    async with amplitude_sink(server, tmp_path) as direct:
+        await direct.send([record])  # the router posting straight to Amplitude
+    async with amplitude_sink(server, tmp_path) as forwarded:
+        await forwarded.send([bus.decode("amplitude", payload)])  # a forwarder's delivery
+    sent = [e["insert_id"] for e in fake.received]
+    assert sent == [msg_id, msg_id]
+    assert len(fake.ingested) == 1
+
+    # A different key gives different ids: the two keys must be configured equal.
+    other = JetStreamSink("jetstream", bus_conf("nats://127.0.0.1:1", id_key="other"))
+    other_message = other._message(record)
+    assert other_message is not None and other_message[2] != msg_id
+
+
 async def test_publish_fails_loudly_when_the_bus_is_gone(tmp_path: Path) -> None:
     server = NatsServer(tmp_path / "js")
     await server.start()
@@ -108,6 +145,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     settings: Settings,
     rules: RuleTable,
     destination: tuple[Destination, str],
+    tmp_path: Path,
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -124,7 +162,9 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     assert produced > 0
 
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), deadletters=dead_letters(tmp_path)
+    )
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(produced)
     stop.set()
@@ -136,7 +176,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
 
 
 async def test_a_failed_delivery_is_retried_after_a_delay(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.2)
@@ -144,7 +184,9 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
         await sink.send([amplitude(i) for i in range(10)])
     dest.fail_next = 1
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), deadletters=dead_letters(tmp_path)
+    )
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(10)
     stop.set()
@@ -154,7 +196,7 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
 
 
 async def test_after_max_deliver_failures_messages_are_dead_lettered(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05, max_deliver=2)
@@ -163,7 +205,10 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
     dest.fail_next = 100
     stats = Stats()
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), stats)
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(
+        conf, "amplitude", HttpPostSink("amplitude", url), stats, deadletters=store
+    )
     task = asyncio.create_task(forwarder.run(stop))
     async with asyncio.timeout(10):
         while stats.total("forward.dead_lettered") < 2:
@@ -172,10 +217,26 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
     await task
     assert not dest.accepted and dest.requests == 2
     assert stats.total("forward.retried") == 2
+    await store.close()
+    letters = read_dead_letters(store.path)
+    assert [d.destination for d in letters] == ["amplitude", "amplitude"]
+    assert {d.reason for d in letters} == {
+        "delivery failed 2 times: RuntimeError('destination answered 503')"
+    }
+    key = ID_KEY.encode()
+    for letter, sent in zip(
+        sorted(letters, key=lambda d: d.record["time"]), (amplitude(1), amplitude(2)), strict=True
+    ):
+        assert sent.user_id is not None
+        # Kept as published (raw uid): `dlq replay` goes through the sink, which hashes it.
+        assert letter.record["user_id"] == sent.user_id
+        assert letter.record["insert_id"] == insert_id(
+            key, sent.user_id, None, None, sent.event_type, sent.time
+        )
 
 
 async def test_undecodable_messages_are_dead_lettered_not_redelivered(
-    nats_server: NatsServer, destination: tuple[Destination, str]
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -185,12 +246,52 @@ async def test_undecodable_messages_are_dead_lettered_not_redelivered(
         await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
         await sink.send([amplitude(2)])
     stop = asyncio.Event()
-    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url))
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=store)
     task = asyncio.create_task(forwarder.run(stop))
     await dest.wait_for(2)
     stop.set()
     await task
     assert forwarder.stats.total("forward.dead_lettered") == 1
+    await store.close()
+    [letter] = read_dead_letters(store.path)
+    assert letter.destination == "amplitude" and letter.reason.startswith("undecodable: ")
+    assert letter.record["subject"] == "metrics.amplitude"
+    assert base64.b64decode(letter.record["data"]) == b"\xc1 not msgpack"
+
+
+async def forward_until(forwarder: Forwarder, counter: str) -> None:
+    """Run a forwarder until its counter `counter` is non-zero, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    async with asyncio.timeout(10):
+        while not forwarder.stats.total(counter):
+            await asyncio.wait({task}, timeout=0.05)
+    stop.set()
+    await task
+
+
+async def test_a_dead_letter_the_store_cannot_take_comes_back(
+    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+) -> None:
+    _, url = destination
+    conf = bus_conf(nats_server.url, retry_delay_seconds=0.05)
+    async with JetStreamSink("jetstream", conf) as sink:
+        assert sink._js is not None
+        await sink._js.publish("metrics.amplitude", b"\xc1 not msgpack")
+    (tmp_path / "a-file").write_text("")
+    broken = DeadLetters(tmp_path / "a-file" / "dead.db")  # its directory cannot be made
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=broken)
+    await forward_until(forwarder, "forward.dead_letter_failed")
+    assert not forwarder.stats.total("forward.dead_lettered")
+
+    # Not terminated: a forwarder whose store works gets the message again and keeps it.
+    store = dead_letters(tmp_path)
+    forwarder = Forwarder(conf, "amplitude", HttpPostSink("amplitude", url), deadletters=store)
+    await forward_until(forwarder, "forward.dead_lettered")
+    await store.close()
+    [letter] = read_dead_letters(store.path)
+    assert letter.reason.startswith("undecodable: ")
 
 
 def write_config(path: Path, server_url: str, extra: str = "") -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from router.ruletable import default_rules_path
-from router.stats import Stats
+from router.stats import Key, Stats
 from router.workers import (
     SNAPSHOT,
     aggregate,
@@ -55,6 +56,11 @@ def test_aggregate_sums_every_directory_including_dead_workers(tmp_path: Path) -
         ("rules.reload", (("result", "ok"),)): 3,
     }
     assert aggregate(tmp_path / "missing") == {}
+    # A worker's own counters are taken live, in place of its (older) snapshot.
+    live: dict[Path, dict[Key, int]] = {
+        tmp_path / "worker-1": {("sink.sent", (("sink", "log"),)): 9}
+    }
+    assert aggregate(tmp_path, live)[("sink.sent", (("sink", "log"),))] == 25
 
 
 async def test_snapshots_are_written_periodically_and_at_exit(tmp_path: Path) -> None:
@@ -107,11 +113,39 @@ async def post_many(url: str, count: int) -> None:
                 assert resp.status == 200
 
 
+ACCEPTED = re.compile(r"^metrics_router_metrics_events_accepted_total (\d+)$", re.M)
+WORKER_LABEL = re.compile(r'^metrics_router_sink_queue_depth\{sink="log",worker="(\d+)"\}', re.M)
+
+
+async def stats_from_every_worker(url: str, workers: int, expected: int) -> None:
+    """Ask /__stats__ until every worker has answered with `expected` accepted events.
+
+    Each worker's own counters are live, the others' come from snapshots up to a second
+    old: an answer may be behind, never ahead, and each worker must catch up.
+    """
+    caught_up: set[str] = set()
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+        asyncio.timeout(20),
+    ):
+        while len(caught_up) < workers:
+            async with http.get(f"{url}/__stats__") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            label, accepted = WORKER_LABEL.search(text), ACCEPTED.search(text)
+            assert label is not None and accepted is not None, text
+            assert int(accepted[1]) <= expected, text
+            if int(accepted[1]) == expected:
+                caught_up.add(label[1])
+
+
 async def test_two_workers_share_the_port_reload_on_hup_and_add_up(tmp_path: Path) -> None:
     config, rules_dir, log_path, worker_dir = write_config(tmp_path)
     async with RouterProcess(config, args=["--workers", "2"]) as router:
         await wait_count(router, "ready in", 2)
         await post_many(router.url, 100)
+        # Whichever worker answers, /__stats__ shows both workers' requests.
+        await stats_from_every_worker(router.url, 2, 100 * 2)
 
         router.signal(signal.SIGHUP)
         await wait_count(router, "rules reloaded", 2)
@@ -121,6 +155,7 @@ async def test_two_workers_share_the_port_reload_on_hup_and_add_up(tmp_path: Pat
         router.signal(signal.SIGHUP)
         await wait_count(router, "rules reload refused", 2)
         await post_many(router.url, 20)
+        await stats_from_every_worker(router.url, 2, 120 * 2)
 
         router.signal(signal.SIGTERM)
         assert await router.wait() == 0, "".join(router.stderr_lines)

@@ -66,9 +66,13 @@ async def get_heartbeat(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    """Every counter (exact, never sampled) and gauge in the Prometheus text format."""
+    """Every counter (exact, never sampled) and gauge in the Prometheus text format.
+
+    With several workers, the counters are the sums over all of them.
+    """
     state = request.app[STATE]
-    text = state.stats.prometheus(state.settings.stats.prefix or "metrics_router")
+    stats = state.stats if state.stats_view is None else await state.stats_view()
+    text = stats.prometheus(state.settings.stats.prefix or "metrics_router")
     return web.Response(
         body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )

@@ -1,16 +1,15 @@
 """Delivery to Amplitude's HTTP API: hashed ids, insert ids, Identify calls, per-event outcomes.
 
-Three layers, read top to bottom: pure functions that prepare events (`hash_id`,
-`insert_id`, `split_user_properties`); `classify`, which turns a response into an
-`Outcome`; and `AmplitudeSink`, which applies the policy (resend, split, pause, back
-off, dead-letter) to each outcome.
+Three layers, read top to bottom: pure functions that prepare events (`hash_id` and
+`insert_id`, shared with the JetStream sink in `router/ids.py`, and
+`split_user_properties`); `classify`, which turns a response into an `Outcome`; and
+`AmplitudeSink`, which applies the policy (resend, split, pause, back off, dead-letter)
+to each outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ import aiohttp
 import msgspec
 
 from ..deadletter import DeadLetters, add_dead_letters
+from ..ids import hash_id, insert_id
 from ..records import AmplitudeEvent, Record
 from .base import Kind, Sink
 from .retry import Backoff, Sleep, sleep
@@ -26,34 +26,6 @@ from .retry import Backoff, Sleep, sleep
 log = logging.getLogger(__name__)
 
 # -- preparing events (pure) ---------------------------------------------------------------
-
-
-def hash_id(key: bytes, value: str) -> str:
-    """Hex HMAC-SHA256 of an id: what leaves the router instead of the raw uid."""
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
-
-
-def insert_id(
-    key: bytes,
-    user_id: str | None,
-    device_id: str | None,
-    session_id: int | None,
-    event_type: str,
-    time: int,
-) -> str:
-    """A stable id for one event, so Amplitude counts a resent or replayed event once.
-
-    Fields are joined with NUL so that ("ab", "c") and ("a", "bc") differ; the raw
-    user id is used, so the id does not change if the hashing of user ids does.
-    """
-    parts = (
-        user_id or "",
-        device_id or "",
-        "" if session_id is None else str(session_id),
-        event_type,
-        str(time),
-    )
-    return hmac.new(key, "\0".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
 def split_user_properties(props: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

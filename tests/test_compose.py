@@ -17,10 +17,6 @@ from router.forward import Forwarder, build_destination
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = {env for env, _, _ in _env_keys(Settings)}
-# A section that another branch adds (spool). A variable under its prefix is only
-# excused while the section is unknown here; once it exists, every variable under it
-# must be a real key.
-PENDING = ("METRICS_ROUTER_SPOOL_",)
 DEFAULT = re.compile(r"\$\{(\w+)(?::[-?]([^}]*))?\}")
 
 
@@ -34,10 +30,6 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     assert isinstance(env, dict), "environment must be a mapping"
     # ${VAR:?message} / ${VAR:-default}: a digit string stands in for ints and strings alike.
     return {k: DEFAULT.sub(lambda m: "1234567890123456", str(v)) for k, v in env.items()}
-
-
-def section_known(prefix: str) -> bool:
-    return any(env.startswith(prefix) for env in KNOWN)
 
 
 def test_services_and_healthchecks() -> None:
@@ -63,9 +55,7 @@ def test_every_variable_is_a_setting_the_router_reads() -> None:
         for env in environment(service):
             if not env.startswith(ENV_PREFIX) or env in KNOWN:
                 continue
-            pending = next((p for p in PENDING if env.startswith(p)), None)
-            if pending is None or section_known(pending):
-                unknown.append(f"{name}: {env}")
+            unknown.append(f"{name}: {env}")
     assert not unknown, f"not settings the router reads: {unknown}"
 
 
@@ -74,12 +64,7 @@ def test_the_environment_loads() -> None:
     services = compose()["services"]
     loaded = {}
     for name in ("router", "forward-amplitude", "forward-vwo"):
-        env = {
-            k: v
-            for k, v in environment(services[name]).items()
-            if k in KNOWN or not any(k.startswith(p) for p in PENDING)
-        }
-        loaded[name] = load_settings(environ=env)
+        loaded[name] = load_settings(environ=environment(services[name]))
         jetstream = loaded[name].sinks.jetstream
         assert jetstream is not None and jetstream.servers == ["nats://nats:4222"]
     assert loaded["router"].server.workers == 2

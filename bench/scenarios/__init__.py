@@ -24,6 +24,7 @@ SCENARIOS: list[tuple[str, str]] = [
     ("sinks", "6. sink throughput"),
     ("load", "7. mixed load (whole flows) against a local router"),
     ("scale", "8. scale-out: 2 workers vs 1, JetStream publish and forward"),
+    ("spool", "9. the spool's cost: no spool, default and strict modes"),
 ]
 TITLES = dict(SCENARIOS)
 RESULT_MARK = "BENCH-RESULT "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from router.flow import FlowSigner
@@ -26,7 +26,7 @@ from ..traffic import FLOW_KEY
 CONNECTIONS = 64
 
 
-def router_config(directory: Path, log_path: Path) -> Path:
+def router_config(directory: Path, log_path: Path, extra: str = "") -> Path:
     """The router's config: a flow key the bench signs with, the log sink writing to a file."""
     path = directory / "router.toml"
     path.write_text(
@@ -36,6 +36,8 @@ def router_config(directory: Path, log_path: Path) -> Path:
         f'key = "{FLOW_KEY}"\n'
         "[sinks.log]\n"
         f'path = "{log_path}"\n'
+        f"[spool]\n"
+        f'path = "{directory / "spool"}"\n' + extra
     )
     return path
 
@@ -94,8 +96,13 @@ def run_http(
     smoke: bool,
     headers: Mapping[str, str] | None = None,
     label: str = "router",
+    variants: Sequence[tuple[str, str]] = (),
 ) -> ScenarioResult:
-    """Baseline then router, same wrk script and pinning; notes on what the log sink wrote."""
+    """Baseline then router, same wrk script and pinning; notes on what the log sink wrote.
+
+    `variants` are (label, extra config) pairs: the router measured again with more config
+    (e.g. an Amplitude sink pointed at a destination that never answers).
+    """
     reason = wrk.available()
     if reason is not None:
         return ScenarioResult(scenario=scenario, title=title, skipped=reason)
@@ -144,7 +151,27 @@ def run_http(
         dropped = [line for line in server.tail if "dropped" in line or "not delivered" in line]
         if dropped:
             notes.append(f"router said: {dropped[-1][-160:]}")
-    return ScenarioResult(scenario=scenario, title=title, rows=[figures], notes=notes)
+        rows = [figures]
+        for name, extra in variants:
+            variant_dir = directory / name.replace(" ", "-")
+            variant_dir.mkdir()
+            config = router_config(variant_dir, variant_dir / "router.log", extra)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}{path}"
+            server = router_server(config, port, server_cpu)
+            with server:
+                other, _ = measure(
+                    server, url, script, duration, wrk_cpu, events_per_request, name, not smoke
+                )
+            server.stop()
+            other.baseline = baseline
+            rows.append(other)
+            if figures.requests_per_s and other.requests_per_s is not None:
+                notes.append(
+                    f"{name}: {other.requests_per_s / figures.requests_per_s:.0%} of the"
+                    f" router's requests/s without it ({other.errors or 0:,} non-2xx)"
+                )
+    return ScenarioResult(scenario=scenario, title=title, rows=rows, notes=notes)
 
 
 def records_for(body: bytes) -> Callable[[FlowSigner], int]:

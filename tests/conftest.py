@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,11 +37,13 @@ def registry() -> Registry:
 
 
 @pytest.fixture
-def settings() -> Settings:
+def settings(tmp_path: Path) -> Settings:
     base = load_settings(environ={})
     base.flow = FlowSettings(
         key=FLOW_KEY, allowed_origins=[ORIGIN], clients={CLIENT_ID: "fx-monitor"}
     )
+    # Spools and dead letters of durable sinks go to the test's own directory.
+    base.spool.path = str(tmp_path / "spool")
     return base
 
 

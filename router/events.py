@@ -25,7 +25,10 @@ NONE: Literal["none"] = "none"
 class Checked:
     """A pattern checked after decoding, once per distinct value (the memo is bounded)."""
 
-    MAX_REMEMBERED = 50_000
+    # Bounded twice: few values, and short ones only (a flood of distinct 1 KiB values
+    # must not cost memory: 10 000 x 128 bytes per pattern at most).
+    MAX_REMEMBERED = 10_000
+    MAX_LENGTH = 128
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
@@ -40,6 +43,8 @@ class Checked:
             raise BadRequest(
                 f"Expected `str` matching regex {self.pattern!r} - at `{path}`", path, "schema"
             )
+        if len(value) > self.MAX_LENGTH:
+            return
         if len(self.seen) >= self.MAX_REMEMBERED:
             self.seen.clear()  # hostile floods of distinct values: start over, stay bounded
         self.seen.add(value)

@@ -143,3 +143,24 @@ async def test_many_distinct_event_names_do_not_grow_the_cache(rules: RuleTable)
     info = getattr(rules, "cache_info", None)
     if callable(info):
         assert info().currsize <= info().maxsize
+
+
+def test_pattern_memo_stays_bounded() -> None:
+    from router.errors import BadRequest
+    from router.events import EVENT_TYPE, Checked
+
+    checked = Checked(r"^[a-z.]+$")
+    letters = str.maketrans("0123456789", "abcdefghij")
+    for i in range(3 * Checked.MAX_REMEMBERED):
+        name = str(i).translate(letters)
+        checked.check("x" * 200 + "." + name, "$.x")  # long: checked, never kept
+        checked.check("short." + name, "$.x")
+    assert len(checked.seen) <= Checked.MAX_REMEMBERED
+    assert all(len(v) <= Checked.MAX_LENGTH for v in checked.seen)
+    try:
+        checked.check("BAD", "$.events[7].type")
+    except BadRequest as exc:
+        assert exc.path == "$.events[7].type"
+    else:
+        raise AssertionError("a bad value passed")
+    assert "BAD" not in checked.seen and EVENT_TYPE.MAX_REMEMBERED == Checked.MAX_REMEMBERED

@@ -32,6 +32,7 @@ from .deadletter import DeadLetters, add_dead_letters
 from .errors import ConfigError
 from .records import Record
 from .sinks import FACTORIES, Sink
+from .sinks.retry import Backoff
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,9 @@ class Forwarder:
         nc = await bus.connect(self.conf, f"forward-{self.destination}")
         try:
             js = nc.jetstream(timeout=self.conf.publish_timeout_seconds)
-            await bus.ensure_stream(js, self.conf)
-            try:
-                await js.add_consumer(self.conf.stream, self.consumer_config())
-            except BadRequestError as exc:
-                # Exists with other settings (e.g. another ack_wait): use it as it is.
-                log.warning("forward %s: keeping existing consumer: %s", self.destination, exc)
-            sub = await js.pull_subscribe_bind(self.durable, self.conf.stream)
+            sub = await self._bind(js, stop)
+            if sub is None:
+                return
             async with self.sink:
                 log.info(
                     "forwarder %s ready: consumer %s on stream %s (%s)",
@@ -135,6 +132,37 @@ class Forwarder:
                 await asyncio.gather(*loops)
         finally:
             await bus.close(nc)
+
+    async def _bind(self, js: Any, stop: asyncio.Event) -> object | None:
+        """Stream, consumer and subscription; retried while the bus cannot answer.
+
+        A forwarder that starts during a leader election (or while a node is down) waits
+        for the cluster instead of exiting. None when `stop` is set first.
+        """
+        backoff = Backoff(0.2, 5.0)
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await bus.ensure_stream(js, self.conf)
+                try:
+                    await js.add_consumer(self.conf.stream, self.consumer_config())
+                except BadRequestError as exc:
+                    # Exists with other settings (e.g. another ack_wait): use it as it is.
+                    log.warning("forward %s: keeping existing consumer: %s", self.destination, exc)
+                sub: object = await js.pull_subscribe_bind(self.durable, self.conf.stream)
+                return sub
+            except (NatsTimeout, NatsError, OSError) as exc:
+                attempt += 1
+                delay = backoff.delay(attempt)
+                log.warning(
+                    "forward %s: stream/consumer not ready (%r); again in %.1f s",
+                    self.destination,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        return None
 
     async def _loop(self, sub: object, stop: asyncio.Event) -> None:
         fetch = sub.fetch  # type: ignore[attr-defined]

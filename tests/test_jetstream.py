@@ -9,10 +9,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import nats
 import pytest
 from aiohttp.test_utils import TestServer
+from nats.errors import TimeoutError as NatsTimeout
 
 from router import bus
 from router.app import make_app
@@ -432,3 +435,43 @@ async def test_no_loss_when_nats_server_restarts(
     # does not always do; then they are delivered again and the destination's id
     # dedup keeps them once. Nothing beyond the replayed ones is delivered twice.
     assert dest.duplicates <= 50
+
+
+class FlakyJetStream:
+    """A JetStream context (pure stand-in) whose API times out a few times, then answers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def stream_info(self, name: str) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise NatsTimeout
+        subjects = ["metrics.amplitude", "metrics.vwo"]
+        return SimpleNamespace(config=SimpleNamespace(subjects=subjects))
+
+    async def add_stream(self, config: Any) -> None:
+        return None
+
+    async def update_stream(self, config: Any) -> None:
+        return None
+
+    async def add_consumer(self, stream: str, config: Any) -> None:
+        return None
+
+    async def pull_subscribe_bind(self, durable: str, stream: str) -> str:
+        return "subscription"
+
+
+async def test_forwarder_waits_for_the_bus_instead_of_exiting(tmp_path: Path) -> None:
+    conf = bus_conf("nats://127.0.0.1:1")
+    sink = HttpPostSink("amplitude", "http://127.0.0.1:1")
+    forwarder = Forwarder(conf, "amplitude", sink, deadletters=dead_letters(tmp_path))
+    js = FlakyJetStream(failures=2)
+    stop = asyncio.Event()
+    async with asyncio.timeout(10):
+        assert await forwarder._bind(js, stop) == "subscription"
+    assert js.calls >= 3
+    stop.set()
+    assert await forwarder._bind(FlakyJetStream(failures=10**6), stop) is None

@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 import aiohttp
 import msgspec
 
-from ..deadletter import DeadLetters, add_dead_letters
+from ..deadletter import DeadLetters
 from ..ids import hash_id, insert_id
 from ..records import AmplitudeEvent, Record
-from .base import Kind, Sink
+from .base import Kind
+from .http import HttpDeliverySink
 from .retry import Backoff, Sleep, sleep
 
 log = logging.getLogger(__name__)
@@ -178,12 +179,11 @@ def classify(status: int, body: bytes) -> Outcome:
 # -- the sink (policy) ---------------------------------------------------------------------
 
 
-class AmplitudeSink(Sink):
+class AmplitudeSink(HttpDeliverySink):
     """Batches to Amplitude's HTTP/Batch API; `send` returns once every event is settled."""
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude"})
-    durable: ClassVar[bool] = True
-    reports_outcomes: ClassVar[bool] = True
+    dead_letter_kind: ClassVar[str | None] = "event"
 
     def __init__(
         self,
@@ -203,16 +203,18 @@ class AmplitudeSink(Sink):
         min_id_length: int | None = None,
         sleep: Sleep = sleep,
     ) -> None:
-        super().__init__(name)
+        super().__init__(
+            name,
+            deadletters=deadletters,
+            concurrency=concurrency,
+            request_timeout_seconds=request_timeout_seconds,
+        )
         self.api_key = api_key
         self.key = hmac_key.encode()
         self.url = url
         self.identify_url = identify_url
-        self.deadletters = deadletters
         self.max_batch_bytes = max_batch_bytes
         self.max_retry_seconds = max_retry_seconds
-        self.concurrency = concurrency
-        self.request_timeout = request_timeout_seconds
         self.backoff = backoff or Backoff(0.5, 60.0)
         self.throttle_pause = throttle_pause_seconds
         self.sleep = sleep
@@ -222,46 +224,13 @@ class AmplitudeSink(Sink):
             options = b',"options":' + self._encoder.encode({"min_id_length": min_id_length})
         self._head = b'{"api_key":' + self._encoder.encode(api_key) + b',"events":['
         self._tail = b"]" + options + b"}"
-        self._session: aiohttp.ClientSession | None = None
         self._requests = asyncio.Semaphore(concurrency)
         # Throttled device and user ids (as sent) -> loop time their pause ends.
         self._paused: dict[str, float] = {}
         self._key_ok = True
-        self._tags = {"sink": name}
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            connector=aiohttp.TCPConnector(limit=self.concurrency * 2),
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        # The store may be shared: closing is idempotent and it reopens on next use.
-        await self.deadletters.close()
 
     async def healthy(self) -> bool:
         return self._key_ok
-
-    # -- counting and dead letters --------------------------------------------------------
-
-    def _count(self, key: str, amount: int, **tags: str) -> None:
-        if amount:
-            self.stats.incr(key, amount, {**self._tags, **tags})
-
-    async def _dead_letter(self, items: Sequence[tuple[str, Any]], kind: str = "event") -> None:
-        if not items:
-            return
-        by_reason: dict[str, int] = {}
-        for reason, _ in items:
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        for reason, count in by_reason.items():
-            self._count("sink.dead_lettered", count, reason=reason, kind=kind)
-            log.warning("sink %s: %d %ss dead-lettered: %s", self.name, count, kind, reason)
-        destination = self.name if kind == "event" else f"{self.name}-{kind}"
-        await add_dead_letters(self.deadletters, destination, items)
 
     # -- preparing a batch ----------------------------------------------------------------
 

@@ -18,9 +18,10 @@ import aiohttp
 import msgspec
 
 from .. import __version__
-from ..deadletter import DeadLetters, add_dead_letters
+from ..deadletter import DeadLetters
 from ..records import Record, VwoConversion
-from .base import Kind, Sink
+from .base import Kind
+from .http import HttpDeliverySink
 from .retry import Backoff, Sleep, sleep
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,11 @@ def payload(
     return {"d": d}
 
 
-class VwoSink(Sink):
+class VwoSink(HttpDeliverySink):
     """Sends conversions through `batch-events-v2` (or `/events/t` one by one)."""
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"vwo"})
-    durable: ClassVar[bool] = True
-    reports_outcomes: ClassVar[bool] = True
+    dead_letter_noun: ClassVar[str] = "conversion"
 
     def __init__(
         self,
@@ -116,17 +116,19 @@ class VwoSink(Sink):
         sdk_version: str = "",
         sleep: Sleep = sleep,
     ) -> None:
-        super().__init__(name)
+        super().__init__(
+            name,
+            deadletters=deadletters,
+            concurrency=concurrency,
+            request_timeout_seconds=request_timeout_seconds,
+        )
         self.account_id = account_id
         self.sdk_key = sdk_key
         self.url = url.rstrip("/")
         self.settings_path = settings_path
-        self.deadletters = deadletters
         self.batch_events = batch_events
         self.authorization_header = authorization_header
         self.user_field = user_field
-        self.concurrency = concurrency
-        self.request_timeout = request_timeout_seconds
         self.max_retries = max_retries
         self.backoff = backoff or Backoff(2.0, 60.0)
         self.sdk_name = sdk_name
@@ -134,40 +136,13 @@ class VwoSink(Sink):
         self.sleep = sleep
         self.identifiers: frozenset[str] = frozenset()
         self._not_found_logged: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
         self._requests = asyncio.Semaphore(concurrency)
         self._encoder = msgspec.json.Encoder()
-        self._tags = {"sink": name}
 
     async def start(self) -> None:
         data = await asyncio.to_thread(Path(self.settings_path).read_bytes)
         self.identifiers = metric_identifiers(data)
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            connector=aiohttp.TCPConnector(limit=self.concurrency * 2),
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        # The store may be shared: closing is idempotent and it reopens on next use.
-        await self.deadletters.close()
-
-    def _count(self, key: str, amount: int, **tags: str) -> None:
-        if amount:
-            self.stats.incr(key, amount, {**self._tags, **tags})
-
-    async def _dead_letter(self, items: Sequence[tuple[str, Any]]) -> None:
-        if not items:
-            return
-        by_reason: dict[str, int] = {}
-        for reason, _ in items:
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        for reason, count in by_reason.items():
-            self._count("sink.dead_lettered", count, reason=reason)
-            log.warning("sink %s: %d conversions dead-lettered: %s", self.name, count, reason)
-        await add_dead_letters(self.deadletters, self.name, items)
+        await super().start()
 
     def _user_id(self, conversion: VwoConversion) -> str | None:
         if self.user_field == "uid":

@@ -156,8 +156,7 @@ async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
     # let them run before the queues are drained.
     await asyncio.sleep(0)
     await state.dispatcher.close(state.settings.server.shutdown_timeout_seconds)
-    if state.deadletters is not None:
-        await state.deadletters.close()
+    await state.deadletters.close()
 
 
 async def reload_rules(app: web.Application) -> bool:

@@ -477,14 +477,9 @@ class Dispatcher:
         ]
 
     @property
-    def refusing(self) -> bool:
-        """True while some durable sink cannot keep more work (ingest answers 503)."""
-        return any(r.full for r in self.durable)
-
-    @property
     def refusal(self) -> str | None:
         """Why ingest must answer 503 now (`spool_full`, `sink_busy`), or None."""
-        if self.refusing:
+        if any(r.full for r in self.durable):
             return "spool_full"
         if any(r.busy for r in self.volatile):
             return "sink_busy"

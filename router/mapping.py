@@ -372,9 +372,6 @@ class Pipeline:
 
     # -- whole requests -------------------------------------------------------------------
 
-    def check_flow(self, body: MetricsBody, now: int) -> FlowProblem | None:
-        return self.signer.check(body.flowId, body.flowBeginTime, now)
-
     def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
         """The records of one `POST /metrics` batch (empty when its flow is refused)."""
         out = RecordBatch()

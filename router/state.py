@@ -27,11 +27,12 @@ class RouterState:
     dispatcher: Dispatcher
     stash: StashService
     registry: Registry
+    # The process's one dead-letter store (it opens its file on first use).
+    deadletters: DeadLetters
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     # What `/__stats__` shows when it is not `stats` alone: with several workers,
     # every worker's counters summed (set by `router.workers`).
     stats_view: Callable[[], Awaitable[Stats]] | None = None
-    deadletters: DeadLetters | None = None
     deferred: Deferred = field(init=False)
 
     def __post_init__(self) -> None:

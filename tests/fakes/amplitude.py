@@ -7,27 +7,23 @@ told to inject every fault the sink must survive.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from .base import FaultyServer
+
 Fault = int | Literal["reset", "hang", "ingest_then_500"]
 
 
 @dataclass
-class FakeAmplitude:
+class FakeAmplitude(FaultyServer):
     api_key: str = "test-api-key"
-    # Faults applied to the next requests, one each, in order: an HTTP status (500,
-    # 502, 503, 504...), "reset" (close the connection), "hang" (never answer until
-    # `release()`), "ingest_then_500" (take the events, answer 500).
+    # As FaultyServer's, plus "ingest_then_500" (take the events, answer 500).
     faults: list[Fault] = field(default_factory=list)
-    # Every request hangs (a dead destination) while true.
-    hang_all: bool = False
     # event_type -> (field, kind) : such events are refused with a per-event 400.
     reject: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Bodies larger than this get 413.
@@ -42,51 +38,24 @@ class FakeAmplitude:
     received: list[dict[str, Any]] = field(default_factory=list)
     ingested: dict[str, dict[str, Any]] = field(default_factory=dict)
     identifications: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
     # "identify" / "events" for each accepted request, in arrival order.
     order: list[str] = field(default_factory=list)
     _throttled: dict[str, int] = field(default_factory=dict)
 
-    # Requests hanging right now.
-    hung: int = 0
-
     def __post_init__(self) -> None:
-        self.changed = asyncio.Condition()
-        self._release = asyncio.Event()
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        super().__post_init__()
         self.app.router.add_post("/batch", self.handle_events)
         self.app.router.add_post("/2/httpapi", self.handle_events)
         self.app.router.add_post("/identify", self.handle_identify)
-
-    def release(self) -> None:
-        """Let every hung request (and future "hang" faults) answer."""
-        self.hang_all = False
-        self._release.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout), self.changed:
-            await self.changed.wait_for(predicate)
-
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
 
     def _answer(self, status: int, body: dict[str, Any]) -> web.Response:
         self.statuses.append(status)
         return web.json_response(body, status=status)
 
     async def _fault(self, request: web.Request) -> web.StreamResponse | str | None:
-        fault: Fault | None = self.faults.pop(0) if self.faults else None
-        if self.hang_all or fault == "hang":
-            self.hung += 1
-            await self._notify()
-            await self._release.wait()
-            self.hung -= 1
-            return None
-        if fault == "reset":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=500)
+        fault, forced = await self._take_fault(request)
+        if forced is not None:
+            return forced
         if fault == "ingest_then_500":
             return "ingest_then_500"
         if isinstance(fault, int):

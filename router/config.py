@@ -56,7 +56,7 @@ class FlowSettings(Section):
 
 
 class RulesSettings(Section):
-    # Empty: the bundled rules/ directory.
+    # Empty: the bundled router/rules/ directory (package data).
     paths: list[str] = msgspec.field(default_factory=list)
     cache_size: Annotated[int, Meta(ge=16)] = 65536
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from blockbuster import BlockBuster
 
 from router.config import Settings, SidecarSettings
 from router.registry import Registry
-from router.ruletable import Mapping, Output, RuleTable
+from router.ruletable import Mapping, Output, RuleTable, default_rules_path
 from router.sinks.memory import MemorySink
 from router.state import STATE
 from router.stats import Stats
@@ -23,7 +22,7 @@ TOKEN = "s3cret-sidecar-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 UID = "0123456789abcdef0123456789abcdef"
 DEVICE = "fedcba9876543210fedcba9876543210"
-RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
+RULES_DIR = default_rules_path()
 
 
 def mapping(event_type: str, *, also: tuple[Output, ...] = (), minimal: bool = False) -> Mapping:

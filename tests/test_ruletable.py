@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import router
 from router.ruletable import (
     Mapping,
     Output,
@@ -60,8 +61,9 @@ def table_from(data: dict[str, Any], **kwargs: Any) -> RuleTable:
 
 def test_default_rules_path_is_the_bundled_directory() -> None:
     path = default_rules_path()
-    assert path.name == "rules"
-    assert (path / "groups.toml").is_file()
+    # Package data inside `router`, so a wheel carries it (tests/test_wheel.py installs one).
+    assert path == Path(router.__file__).parent / "rules"
+    assert (path / "groups.toml").is_file() and (path / "registry.toml").is_file()
 
 
 def test_mapping_fields_for_exact_rule() -> None:

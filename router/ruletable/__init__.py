@@ -5,7 +5,7 @@ Public API (used by the HTTP service):
 - `load_rules(paths)` -> `RuleTable`, raising `RuleError` that lists every problem;
 - `check_rules(paths)` -> every error and warning, never raising for rule problems;
 - `RuleTable.match(name)` -> `Mapping | None` (hot path, cached), `RuleTable.explain(name)`;
-- `default_rules_path()` -> the bundled `rules/` directory;
+- `default_rules_path()` -> the bundled `router/rules/` directory (package data);
 - `compile_rules_from_dict(data)` for tests and benchmarks.
 """
 

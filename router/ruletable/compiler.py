@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import tomllib
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +31,18 @@ _ENUMERATION_LIMIT = 512
 
 
 def default_rules_path() -> Path:
-    """The repository's bundled `rules/` directory."""
-    return Path(__file__).resolve().parents[2] / "rules"
+    """The bundled rule files and registry: the `router/rules/` package data."""
+    return _bundled_rules()
+
+
+@cache
+def _bundled_rules() -> Path:
+    # Package data, so a wheel or an sdist carries it (not a checkout-relative path).
+    # Rule paths are directories on disk everywhere else, so a zipped install is refused.
+    resource = importlib.resources.files("router") / "rules"
+    if not isinstance(resource, Path):
+        raise RuntimeError(f"bundled rules at {resource} are not a directory: install unzipped")
+    return resource
 
 
 def load_rules(paths: Sequence[str | Path], *, cache_size: int = DEFAULT_CACHE_SIZE) -> RuleTable:

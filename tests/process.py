@@ -21,19 +21,29 @@ def free_port() -> int:
 
 
 class RouterProcess:
-    """`metrics-router serve --config FILE` in a child process."""
+    """`metrics-router serve --config FILE` in a child process.
+
+    `command` replaces `python -m <module>` (an installed `metrics-router` script); with
+    `stdout` the records the log sink prints are written to that file.
+    """
 
     def __init__(
         self,
-        config: Path,
+        config: Path | None,
         env: dict[str, str] | None = None,
         args: Sequence[str] = (),
         module: str = "router",
+        *,
+        command: Sequence[str] | None = None,
+        cwd: Path | None = None,
+        stdout: Path | None = None,
     ) -> None:
         self.config = config
         self.args = list(args)
         self.env = env or {}
-        self.module = module
+        self.command = list(command) if command else [sys.executable, "-m", module]
+        self.cwd = cwd
+        self.stdout = stdout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
@@ -42,20 +52,24 @@ class RouterProcess:
     async def start(self, timeout: float = 20.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
         env.update(self.env)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            "serve",
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            *self.args,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        config = ["--config", str(self.config)] if self.config else []
+        out = self.stdout.open("wb") if self.stdout else None
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                "serve",
+                *config,
+                "--port",
+                str(self.port),
+                *self.args,
+                stdout=out or asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=self.cwd,
+            )
+        finally:
+            if out is not None:
+                out.close()
         await self.wait_for_line("listening on", timeout)
 
     async def wait_for_line(self, needle: str, timeout: float = 20.0) -> str:

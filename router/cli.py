@@ -41,7 +41,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_forward(args: argparse.Namespace) -> int:
     from .forward import forward
 
-    forward(load_settings(args.config), args.destination)
+    settings = load_settings(args.config)
+    if args.host:
+        settings.forward.host = args.host
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise ConfigError([f"--port {args.port}: expected 0 to 65535"])
+        settings.forward.port = args.port
+    forward(settings, args.destination)
     return 0
 
 
@@ -200,6 +207,10 @@ def parser() -> argparse.ArgumentParser:
         "--destination", required=True, help="the sink to deliver through: [sinks.<name>]"
     )
     fwd.add_argument("--config", help="TOML config file with [sinks.jetstream] and the sink")
+    fwd.add_argument("--host", help="Dockerflow endpoints' address (overrides [forward] host)")
+    fwd.add_argument(
+        "--port", type=int, help="Dockerflow endpoints' port (overrides [forward] port; 0: any)"
+    )
     fwd.set_defaults(func=cmd_forward)
 
     rules = sub.add_parser("rules", help="compile, check and explain rule files")

@@ -215,6 +215,14 @@ class SpoolSettings(Section):
     retry_after_seconds: Positive = 5
 
 
+class ForwardSettings(Section):
+    """`metrics-router forward`: where its Dockerflow endpoints listen (docs/scaling.md)."""
+
+    host: str = "127.0.0.1"
+    # Not the router's 8080, so a router and its forwarders can share a host; 0: any free port.
+    port: Port = 8081
+
+
 class DeadLetterSettings(Section):
     # Empty: `<spool path>/deadletter.db`.
     path: str = ""
@@ -230,6 +238,7 @@ class Settings(Section):
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
+    forward: ForwardSettings = msgspec.field(default_factory=ForwardSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):

@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
@@ -95,6 +97,9 @@ class Forwarder:
                 [f"forward: sink {destination!r} takes none of {sorted(conf.subjects)}"]
             )
         self._tags = {"destination": destination}
+        # The live connection, for the Dockerflow heartbeat (handlers/forwarder.py).
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -109,9 +114,9 @@ class Forwarder:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Deliver until `stop` is set; the batch in hand is finished first."""
-        nc = await bus.connect(self.conf, f"forward-{self.destination}")
+        nc = self.nc = await bus.connect(self.conf, f"forward-{self.destination}")
         try:
-            js = nc.jetstream(timeout=self.conf.publish_timeout_seconds)
+            js = self.js = nc.jetstream(timeout=self.conf.publish_timeout_seconds)
             sub = await self._bind(js, stop)
             if sub is None:
                 return
@@ -131,6 +136,7 @@ class Forwarder:
                 ]
                 await asyncio.gather(*loops)
         finally:
+            self.nc = self.js = None
             await bus.close(nc)
 
     async def _bind(self, js: Any, stop: asyncio.Event) -> object | None:
@@ -169,7 +175,9 @@ class Forwarder:
         while not stop.is_set():
             try:
                 msgs: list[Msg] = await fetch(self.conf.fetch_batch, timeout=1.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):
+                # An empty pull: the normal state of an idle forwarder, not a failure.
+                self.stats.incr("forward.empty_pulls", 1, self._tags)
                 continue
             except (NatsError, OSError) as exc:
                 log.warning("forward %s: fetch failed: %r", self.destination, exc)
@@ -286,13 +294,17 @@ def forward(settings: Settings, destination: str) -> None:
     store = DeadLetters(deadletter_path(settings))
     sink = build_destination(settings, destination, store)
     forwarder = Forwarder(conf, destination, sink, deadletters=store)
+    sink.stats = forwarder.stats  # one set of counters for the forwarder's /__stats__
 
     async def main() -> None:
+        from .handlers.forwarder import serve_dockerflow
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await forwarder.run(stop)
+        async with serve_dockerflow(forwarder, settings):
+            await forwarder.run(stop)
         log.info("forwarder %s stopped", destination)
 
     loop = new_event_loop()

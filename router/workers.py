@@ -26,7 +26,7 @@ import math
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -245,6 +245,25 @@ class RouterArbiter(Arbiter):  # type: ignore[misc]
         self.kill_workers(signal.SIGHUP)
 
 
+# sun_path is 108 bytes with its terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def control_socket_options(worker_dir: Path, known: Container[str]) -> dict[str, Any]:
+    """gunicorn >= 25's control socket (`gunicornc`): one per router, in its worker_dir.
+
+    gunicorn's default is one per user ($XDG_RUNTIME_DIR or ~/.gunicorn), which every
+    router on the host would share, and which is not writable in a locked-down image.
+    """
+    if "control_socket" not in known:  # gunicorn < 25 has none
+        return {}
+    path = worker_dir.resolve() / "gunicorn.ctl"
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        log.info("gunicorn control socket disabled: %s is too long for a socket path", path)
+        return {"control_socket_disable": True}
+    return {"control_socket": str(path)}
+
+
 class RouterApplication(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -266,6 +285,7 @@ class RouterApplication(BaseApplication):  # type: ignore[misc]
             "proc_name": "metrics-router",
             "when_ready": self._when_ready,
         }
+        options.update(control_socket_options(Path(server.worker_dir), self.cfg.settings))
         for key, value in options.items():
             self.cfg.set(key, value)
 

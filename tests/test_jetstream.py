@@ -318,6 +318,7 @@ async def start_forwarder(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(ROOT)
+    full_env.setdefault("METRICS_ROUTER_FORWARD_PORT", "0")  # parallel runs share the host
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *args, stderr=asyncio.subprocess.PIPE, env=full_env, cwd=ROOT
     )

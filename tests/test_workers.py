@@ -18,6 +18,7 @@ from router.workers import (
     SNAPSHOT,
     aggregate,
     claim_worker_dir,
+    control_socket_options,
     read_snapshot,
     snapshot_ctx,
     worker_dirs,
@@ -141,8 +142,13 @@ async def stats_from_every_worker(url: str, workers: int, expected: int) -> None
 
 async def test_two_workers_share_the_port_reload_on_hup_and_add_up(tmp_path: Path) -> None:
     config, rules_dir, log_path, worker_dir = write_config(tmp_path)
-    async with RouterProcess(config, args=["--workers", "2"]) as router:
+    # A HOME where nothing can be created: gunicorn's default control socket
+    # (~/.gunicorn/gunicorn.ctl, shared by every router of the user) would fail there.
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    async with RouterProcess(config, {"HOME": str(home)}, ["--workers", "2"]) as router:
         await wait_count(router, "ready in", 2)
+        assert (worker_dir / "gunicorn.ctl").is_socket()  # this router's own
         await post_many(router.url, 100)
         # Whichever worker answers, /__stats__ shows both workers' requests.
         await stats_from_every_worker(router.url, 2, 100 * 2)
@@ -159,6 +165,8 @@ async def test_two_workers_share_the_port_reload_on_hup_and_add_up(tmp_path: Pat
 
         router.signal(signal.SIGTERM)
         assert await router.wait() == 0, "".join(router.stderr_lines)
+    errors = [x for x in router.stderr_lines if "ontrol s" in x and ("rror" in x or "ail" in x)]
+    assert not errors
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert len(lines) == 120 * 4  # 2 flow + 2 amplitude records a request
@@ -191,3 +199,12 @@ async def test_a_broken_rule_set_at_start_stops_the_service(tmp_path: Path) -> N
         raise AssertionError("started with a broken rule set")
     assert await router.wait() == 1
     assert any("broken.toml" in line for line in router.stderr_lines)
+
+
+def test_each_router_has_its_own_control_socket(tmp_path: Path) -> None:
+    known = {"control_socket", "control_socket_disable"}
+    assert control_socket_options(tmp_path / "a", known) == {
+        "control_socket": str(tmp_path / "a" / "gunicorn.ctl")
+    }
+    assert control_socket_options(tmp_path / ("x" * 120), known) == {"control_socket_disable": True}
+    assert control_socket_options(tmp_path, set()) == {}  # a gunicorn without one

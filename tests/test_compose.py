@@ -1,6 +1,7 @@
-"""docker-compose.yml: its structure, and every METRICS_ROUTER_* variable is a real setting.
+"""docker-compose.yml and the Dockerfile: structure, settings, health, mounts.
 
-Docker cannot run on the test machines, so the file is checked, not started.
+Static checks, quick enough for every test run; scripts/compose-test.sh (run by .ci/run)
+builds the image and starts the topology for real.
 """
 
 from __future__ import annotations
@@ -100,3 +101,34 @@ def test_insert_ids_and_message_ids_share_one_key() -> None:
         )
     }
     assert names == {"ID_KEY"}
+
+
+def test_every_service_has_a_healthcheck_on_a_port_it_serves() -> None:
+    services = compose()["services"]
+    for name in ("forward-amplitude", "forward-vwo"):
+        service = services[name]
+        test = service["healthcheck"]["test"]
+        port = environment(service)["METRICS_ROUTER_FORWARD_PORT"]
+        # The forwarder's own Dockerflow port, not the router's 8080 (the image default).
+        assert test[-2:] == ["/__heartbeat__", port] and port != "8080"
+    assert all("healthcheck" in service for service in services.values())
+
+
+def test_bind_mounts_name_files_the_repository_has() -> None:
+    """A missing host file would be created as a directory by Docker (and break the sink)."""
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = DEFAULT.sub(lambda m: m[2] or "", volume.split(":")[0])
+            if source.startswith((".", "/")):
+                assert (ROOT / source).is_file(), f"{name}: {volume}: no {source}"
+
+
+def test_test_services_stay_out_of_the_production_file() -> None:
+    override = yaml.safe_load((ROOT / "tests/compose/docker-compose.test.yml").read_text())
+    extra = set(override["services"]) - set(compose()["services"])
+    assert extra == {"fakes"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # The classic builder refuses a COPY wildcard that matches nothing (version.jso[n]).
+    assert not re.search(r"^COPY .*[\[*?]", dockerfile, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=\S+", dockerfile, re.M)
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)

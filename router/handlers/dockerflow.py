@@ -15,16 +15,18 @@ from ..state import STATE
 from .common import json_response
 
 ROOT = Path(__file__).resolve().parents[2]
+# A checkout's own, then Dockerflow's place for it (the image writes /app/version.json).
+VERSION_FILES = (ROOT / "version.json", Path("/app/version.json"))
 
 
 @cache
 def version_info() -> dict[str, str]:
     """version.json when a build wrote one, else the package version and git commit."""
-    path = ROOT / "version.json"
-    if path.is_file():
-        data = msgspec.json.decode(path.read_bytes())
-        if isinstance(data, dict):
-            return {k: str(v) for k, v in data.items()}
+    for path in VERSION_FILES:
+        if path.is_file():
+            data = msgspec.json.decode(path.read_bytes())
+            if isinstance(data, dict):
+                return {k: str(v) for k, v in data.items()}
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"],

@@ -1,0 +1,1 @@
+"""The compose topology, started for real by scripts/compose-test.sh (not by pytest)."""

@@ -99,7 +99,11 @@ def health(command: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str]) -> int:
     router, fakes, sep, *command = argv
     assert sep == "--" and command, __doc__
-    state: Callable[[], dict[str, Any]] = lambda: http("GET", f"{fakes}/_state")  # noqa: E731
+
+    def state() -> dict[str, Any]:
+        answer: dict[str, Any] = http("GET", f"{fakes}/_state")
+        return answer
+
     figures: dict[str, Any] = {}
 
     flow_id = readme_example(router)

@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from .compose.check import FLOW_QUERY, readme_body
 from .process import RouterProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,29 +101,10 @@ async def test_readme_first_example_against_the_wheel(installed: Path, tmp_path:
     out = tmp_path / "stdout.log"
     router = RouterProcess(None, command=[str(installed / "metrics-router")], cwd=empty, stdout=out)
     async with router, aiohttp.ClientSession() as http:
-        flow_url = f"{router.url}/metrics-flow?entrypoint=firstrun&utm_source=blog"
-        async with http.get(flow_url) as resp:
+        async with http.get(f"{router.url}/metrics-flow?{FLOW_QUERY}") as resp:
             assert resp.status == 200
             flow = await resp.json()
-        begin, now = flow["flowBeginTime"], int(time.time() * 1000)
-        body = {
-            "flowId": flow["flowId"],
-            "flowBeginTime": begin,
-            "deviceId": flow["deviceId"],
-            "startTime": begin,
-            "flushTime": now,
-            "duration": now - begin,
-            "service": "sync",
-            "lang": "en-US",
-            "uid": "none",
-            "entrypoint": "firstrun",
-            "utm_source": "blog",
-            "events": [
-                {"type": "screen.signin", "offset": 0},
-                {"type": "flow.signin.submit", "offset": now - begin},
-            ],
-        }
-        async with http.post(f"{router.url}/metrics", json=body) as resp:
+        async with http.post(f"{router.url}/metrics", json=readme_body(flow)) as resp:
             assert resp.status == 200
             assert await resp.json() == {"success": True}
         # SIGTERM drains the sinks: every accepted record is on stdout once it exits.

@@ -33,31 +33,35 @@ def http(method: str, url: str, body: object | None = None) -> Any:
     return json.loads(text) if text else None
 
 
+FLOW_QUERY = "entrypoint=firstrun&utm_source=blog"
+
+
+def readme_body(flow: dict[str, Any]) -> dict[str, Any]:
+    """The body README "First example" posts for a flow from `GET /metrics-flow`."""
+    begin, now = flow["flowBeginTime"], int(time.time() * 1000)
+    return {
+        "flowId": flow["flowId"],
+        "flowBeginTime": begin,
+        "deviceId": flow["deviceId"],
+        "startTime": begin,
+        "flushTime": now,
+        "duration": now - begin,
+        "service": "sync",
+        "lang": "en-US",
+        "uid": "none",
+        "entrypoint": "firstrun",
+        "utm_source": "blog",
+        "events": [
+            {"type": "screen.signin", "offset": 0},
+            {"type": "flow.signin.submit", "offset": now - begin},
+        ],
+    }
+
+
 def readme_example(router: str) -> str:
     """README "First example": a flow, then its two events; returns the flow id."""
-    flow = http("GET", f"{router}/metrics-flow?entrypoint=firstrun&utm_source=blog")
-    begin, now = flow["flowBeginTime"], int(time.time() * 1000)
-    answer = http(
-        "POST",
-        f"{router}/metrics",
-        {
-            "flowId": flow["flowId"],
-            "flowBeginTime": begin,
-            "deviceId": flow["deviceId"],
-            "startTime": begin,
-            "flushTime": now,
-            "duration": now - begin,
-            "service": "sync",
-            "lang": "en-US",
-            "uid": "none",
-            "entrypoint": "firstrun",
-            "utm_source": "blog",
-            "events": [
-                {"type": "screen.signin", "offset": 0},
-                {"type": "flow.signin.submit", "offset": now - begin},
-            ],
-        },
-    )
+    flow = http("GET", f"{router}/metrics-flow?{FLOW_QUERY}")
+    answer = http("POST", f"{router}/metrics", readme_body(flow))
     assert answer == {"success": True}, answer
     return str(flow["flowId"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -62,8 +63,11 @@ async def main() -> None:
         await web.TCPSite(runner, "0.0.0.0", port).start()
         runners.append(runner)
     print("fakes listening on :8000 (amplitude) and :8001 (vwo)", flush=True)
+    # PID 1 in its container: SIGTERM is ignored unless handled, and `down` would wait.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         for runner in runners:
             await runner.cleanup()

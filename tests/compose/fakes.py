@@ -22,19 +22,31 @@ from ..fakes.vwo import FakeVwo
 DELAY = int(os.environ.get("FAKE_DELAY_MS", "0")) / 1000
 
 
-@web.middleware
-async def slow(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method == "POST" and DELAY:
-        await asyncio.sleep(DELAY)
-    return await handler(request)
+class Slow:
+    """Delays every POST by DELAY and counts those under way (`in_flight` in /_state)."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    @web.middleware
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method != "POST":
+            return await handler(request)
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(DELAY)
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
 
 async def lbheartbeat(request: web.Request) -> web.Response:
     return web.Response()
 
 
-def amplitude_state(fake: FakeAmplitude) -> dict[str, Any]:
+def amplitude_state(fake: FakeAmplitude, slow: Slow) -> dict[str, Any]:
     return {
+        "in_flight": slow.in_flight,
         "requests": len(fake.requests),
         "received": len(fake.received),
         "ingested": sorted(fake.ingested),
@@ -46,16 +58,18 @@ def amplitude_state(fake: FakeAmplitude) -> dict[str, Any]:
 async def main() -> None:
     amplitude = FakeAmplitude(api_key=os.environ.get("FAKE_AMPLITUDE_API_KEY", "test-api-key"))
     vwo = FakeVwo()
+    slow = {"amplitude": Slow(), "vwo": Slow()}
 
     async def amplitude_get(request: web.Request) -> web.Response:
-        return web.json_response(amplitude_state(amplitude))
+        return web.json_response(amplitude_state(amplitude, slow["amplitude"]))
 
     async def vwo_get(request: web.Request) -> web.Response:
         return web.json_response({"events": len(vwo.events), "statuses": vwo.statuses})
 
     runners = []
-    for fake, state, port in ((amplitude, amplitude_get, 8000), (vwo, vwo_get, 8001)):
-        fake.app.middlewares.append(slow)
+    services = ((amplitude, amplitude_get, 8000, "amplitude"), (vwo, vwo_get, 8001, "vwo"))
+    for fake, state, port, name in services:
+        fake.app.middlewares.append(slow[name])
         fake.app.router.add_get("/_state", state)
         fake.app.router.add_get("/__lbheartbeat__", lbheartbeat)
         runner = web.AppRunner(fake.app, access_log=None)

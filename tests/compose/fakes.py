@@ -29,7 +29,7 @@ class Slow:
         self.in_flight = 0
 
     @web.middleware
-    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "POST":
             return await handler(request)
         self.in_flight += 1
@@ -69,7 +69,7 @@ async def main() -> None:
     runners = []
     services = ((amplitude, amplitude_get, 8000, "amplitude"), (vwo, vwo_get, 8001, "vwo"))
     for fake, state, port, name in services:
-        fake.app.middlewares.append(slow[name])
+        fake.app.middlewares.append(slow[name].middleware)
         fake.app.router.add_get("/_state", state)
         fake.app.router.add_get("/__lbheartbeat__", lbheartbeat)
         runner = web.AppRunner(fake.app, access_log=None)

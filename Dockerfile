@@ -12,17 +12,18 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 # .dockerignore lets in only what the wheel is made of (and version.json, if present).
 COPY . /src
-ARG VERSION_COMMIT=unknown
-ARG VERSION_BUILD=
 RUN set -e; cd /src; export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1; \
     python -m pip wheel -q --no-deps --wheel-dir /dist .; \
     python -m venv /opt/metrics-router; \
     /opt/metrics-router/bin/pip install -q /dist/metrics_router-*.whl; \
-    /opt/metrics-router/bin/pip uninstall -q -y pip setuptools; \
-    mkdir -p /out/app /out/opt; \
-    if [ -f version.json ]; then cp version.json /out/app/version.json; \
+    /opt/metrics-router/bin/pip uninstall -q -y pip setuptools
+# After the install, so that a new commit id does not redo it.
+ARG VERSION_COMMIT=unknown
+ARG VERSION_BUILD=
+RUN set -e; mkdir -p /out/app /out/opt; \
+    if [ -f /src/version.json ]; then cp /src/version.json /out/app/version.json; \
     else /opt/metrics-router/bin/python -c 'import json, os, router; print(json.dumps({ \
-        "source": "https://github.com/mozilla/metrics-router", "version": router.__version__, \
+        "source": "metrics-router", "version": router.__version__, \
         "commit": os.environ["VERSION_COMMIT"], "build": os.environ["VERSION_BUILD"]}))' \
         > /out/app/version.json; fi; \
     mv /opt/metrics-router /out/opt/

@@ -81,8 +81,9 @@ image=$(sed -n 's/^ *image: \(metrics-router:.*\)$/\1/p' docker-compose.yml | he
 scripts/docker-standins.sh "$base" "$nats" "$memcached"
 t_bases=$(elapsed)
 
-log "building $image (classic builder)"
-docker build -q --network host -t "$image" . >/dev/null
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+log "building $image at $commit (classic builder)"
+docker build -q --network host --build-arg VERSION_COMMIT="$commit" -t "$image" . >/dev/null
 t_build=$(elapsed)
 
 log "checking the image: no compiler, cache, test or source file"
@@ -132,7 +133,7 @@ EOF
 t_ready=$(elapsed)
 
 log "checks"
-figures=$(python3 -m tests.compose.check "http://127.0.0.1:$router_port" \
+figures=$(EXPECT_COMMIT="$commit" python3 -m tests.compose.check "http://127.0.0.1:$router_port" \
   "http://127.0.0.1:$fakes_port" -- docker-compose -p "$project" "${files[@]}")
 t_checks=$(elapsed)
 compose down -v --remove-orphans >/dev/null 2>&1

@@ -12,6 +12,7 @@ docs/scaling.md quotes.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -109,6 +110,11 @@ def main(argv: Sequence[str]) -> int:
         return answer
 
     figures: dict[str, Any] = {}
+
+    # The image's /app/version.json, written from the VERSION_COMMIT build argument.
+    version = http("GET", f"{router}/__version__")
+    assert version["commit"] == os.environ.get("EXPECT_COMMIT", version["commit"]), version
+    figures["version"] = version
 
     flow_id = readme_example(router)
     figures["readme_example_delivered_s"] = round(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .checks import prepare, rule_paths
+from .checks import check, prepare, rule_paths
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
@@ -30,7 +30,7 @@ from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .ingest import Deferred
 from .mapping import Pipeline
 from .registry import Registry, load_registry
-from .ruleset import RuleSet, read_ruleset
+from .ruleset import RuleSet
 from .ruletable import RuleTable
 from .sinks import FACTORIES, Sink, SinkFactory, build_sinks
 from .sinks.log import LogSink
@@ -190,16 +190,21 @@ async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_rules(app: web.Application) -> bool:
-    """Read the rule set again; keep serving the old one if the new one has errors."""
-    settings, stats = app[SETTINGS], app[STATS]
-    ruleset, problems, _ = await asyncio.to_thread(
-        read_ruleset, rule_paths(settings), settings.rules.cache_size
-    )
+    """Read the rule set again; keep serving the old one if the new one has errors.
+
+    The same check as at start (`checks.check`), of the rule files only: the VWO settings
+    and the paths were checked at start and are not re-read by a reload.
+    """
+    stats = app[STATS]
+    checked = await asyncio.to_thread(check, app[SETTINGS], files=False)
+    ruleset = checked.ruleset
     if ruleset is None:
-        for problem in problems:
+        for problem in checked.problems:
             log.error("rules reload refused: %s", problem)
         stats.incr("rules.reload", 1, {"result": "refused"})
         return False
+    for problem in checked.problems:
+        log.warning("rules reload: %s", problem)
     app[PIPELINE].use(ruleset)
     stats.incr("rules.reload", 1, {"result": "ok"})
     rules = ruleset.rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
@@ -34,53 +34,60 @@ class Collector(asyncio.DatagramProtocol):
             self.lines.put_nowait(line)
 
 
+@pytest.fixture
+async def collector() -> AsyncIterator[tuple[str, Collector]]:
+    """A statsd server on a free loopback port: its "host:port" and what it received."""
+    loop = asyncio.get_running_loop()
+    transport, received = await loop.create_datagram_endpoint(
+        Collector, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield f"127.0.0.1:{transport.get_extra_info('sockname')[1]}", received
+    finally:
+        transport.close()
+
+
 async def test_statsd_lines_and_prometheus_text(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     rules: RuleTable,
     registry: Registry,
     blockbuster: BlockBuster,
+    collector: tuple[str, Collector],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    transport, collector = await loop.create_datagram_endpoint(
-        Collector, local_addr=("127.0.0.1", 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
-    try:
-        statsd = StatsSettings(statsd=f"127.0.0.1:{port}", default_sample_rate=0.5)
-        settings = msgspec.structs.replace(settings, stats=statsd)
-        sink = MemorySink()
-        app = make_app(settings, rules=rules, sinks=[sink], registry=registry)
-        client = await aiohttp_client(app)
-        stats: Stats = app[STATS]
-        assert stats.default_sample_rate == 0.5
-        stats.incr("probe.exact", 1, {"k": "v"}, sample_rate=1.0)
-        for _ in range(200):  # none of 200 coin flips sent: 2**-200
-            stats.incr("probe.sampled")
-        async with asyncio.timeout(5):
-            first = await collector.lines.get()
-            assert first == "metrics_router.probe.exact:1|c|#k:v"
-            sampled = await collector.lines.get()
-        assert sampled == "metrics_router.probe.sampled:1|c|@0.5"
+    address, received = collector
+    statsd = StatsSettings(statsd=address, default_sample_rate=0.5)
+    settings = msgspec.structs.replace(settings, stats=statsd)
+    sink = MemorySink()
+    app = make_app(settings, rules=rules, sinks=[sink], registry=registry)
+    client = await aiohttp_client(app)
+    stats: Stats = app[STATS]
+    assert stats.default_sample_rate == 0.5
+    stats.incr("probe.exact", 1, {"k": "v"}, sample_rate=1.0)
+    for _ in range(200):  # none of 200 coin flips sent: 2**-200
+        stats.incr("probe.sampled")
+    async with asyncio.timeout(5):
+        first = await received.lines.get()
+        assert first == "metrics_router.probe.exact:1|c|#k:v"
+        sampled = await received.lines.get()
+    assert sampled == "metrics_router.probe.sampled:1|c|@0.5"
 
-        resp = await client.post("/metrics", json=body([("screen.signin", 10)]))
-        assert resp.status == 200
-        await app[DISPATCHER].flush()
-        resp = await client.get("/__stats__")
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = await resp.text()
-        lines = set(text.splitlines())
-        assert "# TYPE metrics_router_probe_sampled_total counter" in lines
-        assert "metrics_router_probe_sampled_total 200" in lines  # exact, not sampled
-        assert 'metrics_router_probe_exact_total{k="v"} 1' in lines
-        assert "metrics_router_metrics_events_accepted_total 1" in lines
-        assert "metrics_router_metrics_events_mapped_total 1" in lines
-        assert 'metrics_router_sink_sent_total{sink="memory"} 2' in lines
-        assert "# TYPE metrics_router_sink_queue_depth gauge" in lines
-        assert 'metrics_router_sink_queue_depth{sink="memory"} 0' in lines
-    finally:
-        transport.close()
+    resp = await client.post("/metrics", json=body([("screen.signin", 10)]))
+    assert resp.status == 200
+    await app[DISPATCHER].flush()
+    resp = await client.get("/__stats__")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await resp.text()
+    lines = set(text.splitlines())
+    assert "# TYPE metrics_router_probe_sampled_total counter" in lines
+    assert "metrics_router_probe_sampled_total 200" in lines  # exact, not sampled
+    assert 'metrics_router_probe_exact_total{k="v"} 1' in lines
+    assert "metrics_router_metrics_events_accepted_total 1" in lines
+    assert "metrics_router_metrics_events_mapped_total 1" in lines
+    assert 'metrics_router_sink_sent_total{sink="memory"} 2' in lines
+    assert "# TYPE metrics_router_sink_queue_depth gauge" in lines
+    assert 'metrics_router_sink_queue_depth{sink="memory"} 0' in lines
 
 
 def test_prometheus_escapes_label_values() -> None:
@@ -142,30 +149,20 @@ async def test_statsd_and_prometheus_spell_tag_values_alike(
     settings: Settings,
     registry: Registry,
     blockbuster: BlockBuster,
+    collector: tuple[str, Collector],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    transport, collector = await loop.create_datagram_endpoint(
-        Collector, local_addr=("127.0.0.1", 0)
+    address, received = collector
+    conf = override(settings, stats={"statsd": address}, sidecar={"token": TOKEN})
+    app = make_app(conf, rules=AuthRules(), sinks=[MemorySink()], registry=registry)
+    client = await aiohttp_client(app)
+    await send(client, event("account.created", metrics_context=None, token_id="a1"))
+    async with asyncio.timeout(5):
+        while "context.invalid" not in (line := await received.lines.get()):
+            pass
+    assert line == ("metrics_router.server_events.context.invalid:1|c|#reason:missing_context")
+    resp = await client.get("/__stats__")
+    text = await resp.text()
+    assert (
+        'metrics_router_server_events_context_invalid_total{reason="missing_context"} 1'
+        in text.splitlines()
     )
-    port = transport.get_extra_info("sockname")[1]
-    try:
-        conf = override(
-            settings,
-            stats={"statsd": f"127.0.0.1:{port}"},
-            sidecar={"token": TOKEN},
-        )
-        app = make_app(conf, rules=AuthRules(), sinks=[MemorySink()], registry=registry)
-        client = await aiohttp_client(app)
-        await send(client, event("account.created", metrics_context=None, token_id="a1"))
-        async with asyncio.timeout(5):
-            while "context.invalid" not in (line := await collector.lines.get()):
-                pass
-        assert line == ("metrics_router.server_events.context.invalid:1|c|#reason:missing_context")
-        resp = await client.get("/__stats__")
-        text = await resp.text()
-        assert (
-            'metrics_router_server_events_context_invalid_total{reason="missing_context"} 1'
-            in text.splitlines()
-        )
-    finally:
-        transport.close()

@@ -163,6 +163,10 @@ class RegistryError(ProblemsError):
     what = "event registry"
 
 
+class TemplateError(ValueError):
+    """A rule template that cannot be parsed (the compiler makes it a Problem of its rule)."""
+
+
 class StartupError(ProblemsError):
     """`check()` found errors: in the config, rules, registry or the files they name."""
 

@@ -541,7 +541,7 @@ class Pipeline:
 
 
 MISSING_CONTEXT = "missing_context"
-# The log line words each reason as FxA's does (fxa-auth-server lib/metrics/context.js).
+# The log line words each reason as FxA's does (packages/fxa-auth-server/lib/metrics/context.js).
 _CONTEXT_WORDS = {
     MISSING_CONTEXT: "missing context",
     FlowProblem.MISSING_FLOW_ID: "missing flowId",

@@ -111,7 +111,7 @@ async def test_stashed_context_is_used_and_cleared_on_complete(
     ("ctx", "reason", "words"),
     [
         # The counter's tag is snake_case (statsd and Prometheus spell it alike); the log
-        # line words it as FxA does (fxa-auth-server lib/metrics/context.js).
+        # line words it as FxA does (packages/fxa-auth-server/lib/metrics/context.js).
         (None, "missing_context", "missing context"),
         ({"deviceId": DEVICE}, "missing_flow_id", "missing flowId"),
         (context(begin_ago_ms=3 * 3600 * 1000), "expired_flow_begin_time", "expired flowBeginTime"),

@@ -117,6 +117,10 @@ def test_statsd_not_listening_warns_once_and_counts(caplog: pytest.LogCaptureFix
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "stats.statsd.dropped" in warnings[0].getMessage()
+    # Characters that would break a DogStatsD line are replaced, as its client does.
+    assert exporter.line("k", 2, {"reason": "a b|c,d"}, 0.25) == (
+        b"metrics_router.k:2|c|@0.25|#reason:a_b_c_d"
+    )
 
 
 class Recorder:

@@ -18,6 +18,7 @@ from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
 from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
 from .registry import EventSpec
+from .ruleset import RuleSet
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
 from .useragent import parse_user_agent
@@ -205,19 +206,27 @@ class Pipeline:
 
     def __init__(
         self,
-        rules: RuleTable,
+        ruleset: RuleSet,
         signer: FlowSigner,
         stats: Stats,
         clients: dict[str, str] | None = None,
         app_version: str | None = None,
     ) -> None:
-        self.rules = rules
+        self.ruleset = ruleset
         self.signer = signer
         self.stats = stats
         self.clients = clients or {}
         # Amplitude's app_version is the product's "major.minor" (FxA: its train).
         version = _APP_VERSION.search(app_version or "")
         self.app_version = version.group(0) if version else None
+
+    @property
+    def rules(self) -> RuleTable:
+        return self.ruleset.rules
+
+    def use(self, ruleset: RuleSet) -> None:
+        """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
+        self.ruleset = ruleset
 
     # -- shared per-request parts ---------------------------------------------------------
 
@@ -422,7 +431,8 @@ class Pipeline:
             if name.startswith("flow."):
                 flows.append(_replace(flow_template, event=name, flow_time=flow_time, time=time))
         stats.incr("metrics.events.accepted", len(body.events))
-        stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
+        if len(body.events) > unmapped + stale:
+            stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
         if unmapped:
             stats.incr("metrics.events.unmapped", unmapped)
         if stale:
@@ -456,13 +466,14 @@ class Pipeline:
         return out
 
     def check_context(self, context: MetricsContext | None, now: int) -> str | None:
-        """None when the context carries a valid flow, else the reason (FxA's wording)."""
+        """None when the context carries a valid flow, else the reason: a counter tag.
+
+        Tags are snake_case, as every counter's, so statsd and Prometheus show them alike.
+        """
         if context is None:
-            return "missing context"
+            return MISSING_CONTEXT
         problem = self.signer.check(context.flowId, context.flowBeginTime, now)
-        if problem is None:
-            return None
-        return _CONTEXT_REASONS[problem]
+        return None if problem is None else problem.value
 
     def process_server_events(self, items: list[ServerItem], received: int) -> RecordBatch:
         """The records of one batch of back-end events, through the same rule table as browsers'.
@@ -486,7 +497,9 @@ class Pipeline:
                     valid = True
                 else:
                     stats.incr("server_events.context.invalid", 1, {"reason": reason}, 1.0)
-                    log.info("metrics.context.validate: %s: %s", event.event, reason)
+                    log.info(
+                        "metrics.context.validate: %s: %s", event.event, _CONTEXT_WORDS[reason]
+                    )
                     if context is not None:
                         context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             elif context is not None and context.flowId is not None:
@@ -520,13 +533,17 @@ class Pipeline:
                 if complete is not None and complete.event_type not in done:
                     self._emit(out, name, time, subject, req, shared, match)
         stats.incr("server_events.accepted", len(items), sample_rate=1.0)
-        stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
+        if len(items) > unmapped:
+            stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
         if unmapped:
             stats.incr("server_events.unmapped", unmapped, sample_rate=1.0)
         return out
 
 
-_CONTEXT_REASONS = {
+MISSING_CONTEXT = "missing_context"
+# The log line words each reason as FxA's does (packages/fxa-auth-server/lib/metrics/context.js).
+_CONTEXT_WORDS = {
+    MISSING_CONTEXT: "missing context",
     FlowProblem.MISSING_FLOW_ID: "missing flowId",
     FlowProblem.MISSING_BEGIN_TIME: "missing flowBeginTime",
     FlowProblem.EXPIRED: "expired flowBeginTime",

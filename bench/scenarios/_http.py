@@ -189,12 +189,13 @@ def records_for(body: bytes) -> Callable[[FlowSigner], int]:
         from router.flow import now_ms
         from router.handlers.metrics import decode_body
         from router.mapping import Pipeline
+        from router.ruleset import RuleSet
         from router.ruletable import default_rules_path, load_rules
         from router.stats import Stats
 
         from ..traffic import USER_AGENT
 
-        pipeline = Pipeline(load_rules([default_rules_path()]), signer, Stats())
+        pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
         req = RequestInfo(received=now_ms(), user_agent=USER_AGENT, locale="en-US")
         batch = pipeline.process_batch(decode_body(body), req)
         return len(batch.amplitude) + len(batch.flow) + len(batch.vwo)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..config import (
     AmplitudeSinkSettings,
@@ -89,10 +89,12 @@ FACTORIES: dict[str, SinkFactory] = {
 }
 
 
-def build_sinks(settings: Settings, deadletters: DeadLetters) -> list[tuple[Sink, SinkSettings]]:
-    """One sink per enabled `[sinks.<name>]` section, with its settings."""
+def build_sinks(
+    settings: Settings, deadletters: DeadLetters, factories: Mapping[str, SinkFactory] = FACTORIES
+) -> list[tuple[Sink, SinkSettings]]:
+    """One sink per enabled `[sinks.<name>]` section, with its settings, by `factories`."""
     return [
-        (FACTORIES[name](name, conf, settings, deadletters), conf)
+        (factories[name](name, conf, settings, deadletters), conf)
         for name, conf in enabled_sinks(settings)
     ]
 
@@ -103,6 +105,7 @@ __all__ = [
     "LogSink",
     "MemorySink",
     "Sink",
+    "SinkFactory",
     "VwoSink",
     "build_sinks",
 ]

@@ -11,15 +11,18 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import __version__
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
+from .geo import GeoDB
 from .handlers import dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
+from .locale import LocaleMatcher
 from .mapping import Pipeline
 from .registry import Registry, RegistryError, load_registry
 from .ruletable import RuleError, RuleTable, default_rules_path, load_rules
@@ -60,7 +63,16 @@ def make_app(
     stats = stats or Stats(settings.stats.default_sample_rate)
     signer = FlowSigner(flow_key(settings), settings.flow.expiry_seconds)
     table = rules if rules is not None else load_rules(rule_paths(settings))
-    pipeline = Pipeline(table, signer, stats, settings.flow.clients)
+    pipeline = Pipeline(
+        table,
+        signer,
+        stats,
+        settings.flow.clients,
+        settings.amplitude.app_version or __version__,
+        # Opened here, not on first use: the first request must not pay for it.
+        geo=GeoDB(settings.geo.database, settings.geo.cache_size) if settings.geo.enabled else None,
+        locales=LocaleMatcher(settings.flow.supported_locales, settings.flow.default_locale),
+    )
     # One dead-letter store for the process; it opens its file on first use.
     deadletters = DeadLetters(deadletter_path(settings), stats)
     if sinks is None:

@@ -16,11 +16,13 @@ import msgspec
 
 from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
+from .geo import GeoDB, Location
+from .locale import LocaleMatcher
 from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
 from .registry import EventSpec
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
-from .useragent import parse_user_agent
+from .useragent import UserAgentParser
 
 log = logging.getLogger("metrics.context")
 
@@ -48,7 +50,10 @@ class RequestInfo(msgspec.Struct, frozen=True):
     user_agent: str = ""
     ip: str | None = None
     dnt: bool = False
+    # Already matched (wins over accept_language); None: match accept_language.
     locale: str | None = None
+    # The raw Accept-Language header of an HTTP request ("" when absent); None: not HTTP.
+    accept_language: str | None = None
 
 
 def to_snake_case(text: str) -> str:
@@ -105,6 +110,11 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
     product_id: str | None = None
     sync_engines: list[str] = msgspec.field(default_factory=list)
     experiments: list[str] = msgspec.field(default_factory=list)
+    newsletters: list[str] = msgspec.field(default_factory=list)
+    # userPreferences, snake-cased, for `$append`.
+    preferences: dict[str, bool] = msgspec.field(default_factory=dict)
+    # sync_device_count, sync_active_devices_day|week|month (server events).
+    devices: dict[str, int] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_body(cls, body: MetricsBody) -> Subject:
@@ -131,6 +141,8 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
             experiments=[
                 f"{to_snake_case(e.choice)}_{to_snake_case(e.group)}" for e in body.experiments
             ],
+            newsletters=[to_snake_case(n) for n in body.newsletters or ()],
+            preferences=user_preferences(body),
         )
 
     @classmethod
@@ -155,7 +167,9 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
         )
 
     @classmethod
-    def from_server_event(cls, event: ServerEvent, context: MetricsContext | None) -> Subject:
+    def from_server_event(
+        cls, event: ServerEvent, context: MetricsContext | None, received: int | None = None
+    ) -> Subject:
         """A back-end event; `context` is its metrics context with invalid flow fields removed."""
         ctx = context or _NO_CONTEXT
         return cls(
@@ -175,6 +189,7 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
             utm_term=ctx.utmTerm,
             plan_id=ctx.planId or _str_attr(event, "planId"),
             product_id=ctx.productId or _str_attr(event, "productId"),
+            devices=sync_devices(event, received) if received is not None else {},
         )
 
     def field(self, name: str) -> Any:
@@ -185,6 +200,39 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
 
 
 _NO_CONTEXT = MetricsContext()
+
+
+def user_preferences(body: MetricsBody) -> dict[str, bool]:
+    """FxA's mapUserPreferences: the keys snake-cased, for `$append`."""
+    prefs = body.userPreferences
+    if prefs is None:
+        return {}
+    return {
+        to_snake_case(name): value
+        for name, value in (
+            ("account-recovery", prefs.account_recovery),
+            ("emails", prefs.emails),
+            ("two-step-authentication", prefs.two_step_authentication),
+        )
+        if value is not None
+    }
+
+
+_DAY_MS = 86_400_000
+_DEVICE_PERIODS = (("day", _DAY_MS), ("week", 7 * _DAY_MS), ("month", 28 * _DAY_MS))
+
+
+def sync_devices(event: ServerEvent, now: int) -> dict[str, int]:
+    """FxA's mapSyncDevices: how many devices, and how many were used in each period."""
+    if event.devices is None:
+        return {}
+    counts = {"sync_device_count": len(event.devices)}
+    for name, period in _DEVICE_PERIODS:
+        oldest = now - period
+        counts[f"sync_active_devices_{name}"] = sum(
+            1 for d in event.devices if (d.lastAccessTime or 0) >= oldest
+        )
+    return counts
 
 
 def _str_attr(event: ServerEvent, name: str) -> str | None:
@@ -210,11 +258,19 @@ class Pipeline:
         stats: Stats,
         clients: dict[str, str] | None = None,
         app_version: str | None = None,
+        *,
+        geo: GeoDB | None = None,
+        locales: LocaleMatcher | None = None,
+        user_agents: UserAgentParser | None = None,
     ) -> None:
         self.rules = rules
         self.signer = signer
         self.stats = stats
         self.clients = clients or {}
+        # All built here, at start-up: nothing is built lazily on the request path.
+        self.geo = geo
+        self.locales = locales or LocaleMatcher()
+        self.user_agents = user_agents or UserAgentParser()
         # Amplitude's app_version is the product's "major.minor" (FxA: its train).
         version = _APP_VERSION.search(app_version or "")
         self.app_version = version.group(0) if version else None
@@ -230,7 +286,8 @@ class Pipeline:
 
     def _templates(self, subject: Subject, req: RequestInfo) -> _Shared:
         """The event fields, base event_properties and user_properties shared by a batch."""
-        ua = parse_user_agent(req.user_agent)
+        ua = self.user_agents.parse(req.user_agent)
+        where = self._location(req)
         service_name, client_id = self._service_name(subject.service)
         event_properties = {
             k: v
@@ -261,11 +318,16 @@ class Pipeline:
         }
         if subject.sync_engines:
             user_properties["sync_engines"] = subject.sync_engines
+        if subject.newsletters:
+            user_properties["newsletters"] = subject.newsletters
+            user_properties["newsletter_state"] = "subscribed"
+        user_properties.update(subject.devices)
         append: dict[str, Any] = {}
         if service_name:
             append["fxa_services_used"] = service_name
         if subject.experiments:
             append["experiments"] = subject.experiments
+        append.update(subject.preferences)
         if append:
             user_properties["$append"] = append
         fields = {
@@ -274,21 +336,38 @@ class Pipeline:
             "session_id": subject.flow_begin_time,
             "app_version": self.app_version,
             "language": subject.lang,
+            "country": where.country if where else None,
+            "region": where.region if where else None,
             "os_name": ua.os,
             "os_version": ua.os_version,
-            "device_model": ua.form_factor,
+            "device_model": ua.device_model,
         }
         return _Shared(fields, event_properties, user_properties)
 
+    def _location(self, req: RequestInfo) -> Location | None:
+        return self.geo.locate(req.ip) if self.geo is not None else None
+
+    def _locale(self, subject: Subject, req: RequestInfo) -> str | None:
+        if req.locale:
+            return req.locale
+        if req.accept_language is not None:
+            return self.locales.locale(req.accept_language)
+        return subject.lang
+
     def _flow_fields(self, subject: Subject, req: RequestInfo) -> dict[str, Any]:
+        where = self._location(req)
         fields = {
             "flow_id": subject.flow_id,
             "context": _cut(subject.context),
             "entrypoint": _cut(subject.entrypoint),
             "service": _cut(subject.service),
-            "locale": _cut(req.locale or subject.lang),
+            "locale": _cut(self._locale(subject, req)),
             "userAgent": _cut(req.user_agent),
         }
+        if where is not None:
+            fields["country"] = where.country
+            fields["countryCode"] = where.country_code
+            fields["region"] = where.region
         if not req.dnt:
             for key in ("utm_campaign", "utm_content", "utm_medium", "utm_source"):
                 value = getattr(subject, key)
@@ -493,7 +572,7 @@ class Pipeline:
                 # Not a flow event: the context's other fields still apply.
                 context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             req = RequestInfo(received=received, user_agent=event.user_agent or "")
-            subject = Subject.from_server_event(event, context)
+            subject = Subject.from_server_event(event, context, received)
             time = event.time or received
             shared = self._templates(subject, req)
             first = len(out.amplitude)

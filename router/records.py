@@ -47,6 +47,7 @@ class FlowEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
     locale: str | None = None
     userAgent: str | None = None
     country: str | None = None
+    countryCode: str | None = None
     region: str | None = None
     utm_campaign: str | None = None
     utm_content: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -18,7 +19,14 @@ from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
 from .geo import GeoDB, Location
 from .locale import LocaleMatcher
-from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
+from .records import (
+    ActivityEvent,
+    AmplitudeEvent,
+    ClientMetrics,
+    FlowEvent,
+    RecordBatch,
+    VwoConversion,
+)
 from .registry import EventSpec
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
@@ -200,6 +208,27 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
 
 
 _NO_CONTEXT = MetricsContext()
+
+
+def client_metrics(body: MetricsBody, req: RequestInfo) -> ClientMetrics:
+    """FxA's metrics-collector-stderr.js toLoggableEvent for a sampled user's batch."""
+    day = datetime.fromtimestamp(req.received / 1000, UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+    screen = body.screen
+    width = screen.width if screen is not None else None
+    height = screen.height if screen is not None else None
+    return ClientMetrics(
+        time=day,
+        lang=body.lang if body.lang is not None else "unknown",
+        agent=req.user_agent or None,
+        duration=body.duration,
+        context=body.context if body.context is not None else "unknown",
+        service=body.service if body.service is not None else "unknown",
+        events=[e.type for e in body.events],
+        event_durations=[e.offset for e in body.events],
+        # Truthy values only, as there ("none" included).
+        screen_width=width or None,
+        screen_height=height or None,
+    )
 
 
 def user_preferences(body: MetricsBody) -> dict[str, bool]:
@@ -455,6 +484,9 @@ class Pipeline:
         """The records of one `POST /metrics` batch (empty when its flow is refused)."""
         out = RecordBatch()
         stats = self.stats
+        if body.isSampledUser:
+            # post-metrics.js writes sampled users' batches before it looks at the flow.
+            out.client_metrics.append(client_metrics(body, req))
         problem = self.signer.check(body.flowId, body.flowBeginTime, req.received)
         if problem is not None:
             stats.incr("metrics.batch.dropped", 1, {"reason": problem.value})
@@ -573,6 +605,17 @@ class Pipeline:
                 context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             req = RequestInfo(received=received, user_agent=event.user_agent or "")
             subject = Subject.from_server_event(event, context, received)
+            if spec.activity and event.uid is not None:
+                # The auth server's activityEvent line (lib/metrics/events.js).
+                out.activity.append(
+                    ActivityEvent(
+                        event=event.event,
+                        uid=event.uid,
+                        device_id=subject.device_id,
+                        service=event.service,
+                        userAgent=event.user_agent,
+                    )
+                )
             time = event.time or received
             shared = self._templates(subject, req)
             first = len(out.amplitude)

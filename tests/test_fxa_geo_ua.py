@@ -89,6 +89,17 @@ def test_geodb_cache_is_bounded() -> None:
     assert geo.locate(UK_ADDRESS) is not None
 
 
+def test_geodb_answers_a_known_network_without_decoding_again() -> None:
+    geo = GeoDB()
+    first = geo.locate(UK_ADDRESS)
+    assert len(geo._networks) == 1
+    # The same GeoLite2 network (81.2.68.0/23): answered from the network cache.
+    assert geo.locate("81.2.68.5") == first
+    assert len(geo._networks) == 1
+    assert geo.locate("8.8.8.8") == Location("United States", "US", None)
+    assert len(geo._networks) == 2
+
+
 def test_geo_database_setting_names_an_operators_file(tmp_path: Path) -> None:
     settings = load_settings(environ={"METRICS_ROUTER_GEO_DATABASE": default_database()})
     assert GeoDB(settings.geo.database).locate(UK_ADDRESS) is not None

@@ -73,6 +73,8 @@ class GeoDB:
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
             raise ConfigError([f"geo.database: cannot open {self.path}: {exc}"]) from exc
         self._cache: dict[str, Location | None] = {}
+        # Touch the search tree once now, not on the first request.
+        self._reader.get("81.2.69.160")
         # (ip version, prefix length, address >> host bits) -> answer of that network.
         self._networks: dict[tuple[int, int, int], Location | None] = {}
         # Prefix lengths seen, longest first, per ip version.
@@ -126,9 +128,17 @@ class GeoDB:
         self._reader.close()
 
 
-@lru_cache(maxsize=4096)
 def is_ip(text: str) -> bool:
     """What joi's `string().ip()` accepts, near enough: an IPv4 or IPv6 address."""
+    # No address is longer; long strings never reach (and never fill) the cache.
+    return len(text) <= _MAX_ADDRESS and _is_ip(text)
+
+
+_MAX_ADDRESS = 64
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -98,6 +98,8 @@ class LocaleMatcher:
         return self.default
 
     def locale(self, header: str) -> str:
+        # Only the part that is parsed is a key: long hostile headers cost no memory.
+        header = header[:_MAX_HEADER]
         cached = self._cache.get(header)
         if cached is not None:
             return cached

@@ -69,15 +69,19 @@ class UserAgentParser:
     def __init__(self, cache_size: int = 4096) -> None:
         # ua-parser builds its global parser on first use (about 0.25 s): force it now.
         self._parser = ua_parser.parser
-        self.parse = lru_cache(maxsize=cache_size)(self._parse)
+        self._cached = lru_cache(maxsize=cache_size)(self._parse)
         for sample in _WARM_UP:
             self._parse(sample)
 
-    def _parse(self, text: str) -> UserAgent:
+    def parse(self, text: str) -> UserAgent:
         """Browser, OS and device model of a User-Agent header (bounded cache)."""
+        # Only what is parsed is a key: long hostile headers cost no memory.
+        return self._cached(text[:1024])
+
+    def _parse(self, text: str) -> UserAgent:
         if not text:
             return UserAgent()
-        result = self._parser.parse(text[:1024])
+        result = self._parser.parse(text)
         ua, os_, device = result.user_agent, result.os, result.device
         browser = _family(ua)
         os_name = _family(os_)

@@ -16,7 +16,7 @@ from router.app import make_app
 from router.config import Settings, load_settings
 from router.errors import ConfigError
 from router.flow import FlowSigner
-from router.geo import GeoDB, Location, default_database
+from router.geo import GeoDB, Location, _is_ip, default_database, is_ip
 from router.mapping import Pipeline
 from router.registry import Registry
 from router.ruletable import RuleTable
@@ -79,6 +79,16 @@ def test_geodb_reads_english_names_like_fxa_geodb() -> None:
     assert geo.locate("127.0.0.1") is None
     assert geo.locate("not an address") is None
     assert geo.locate(None) is None
+
+
+def test_long_forwarded_entries_are_not_addresses_and_not_cached() -> None:
+    before = _is_ip.cache_info().currsize
+    assert not is_ip("1" * 5000)
+    assert _is_ip.cache_info().currsize == before
+    assert is_ip("2001:db8::1") and is_ip("81.2.69.160") and not is_ip("81.2.69")
+    parser = UserAgentParser(cache_size=8)
+    parser.parse(CHROME_MAC + "x" * 5000)
+    assert parser._cached.cache_info().currsize == 1
 
 
 def test_geodb_cache_is_bounded() -> None:

@@ -47,6 +47,9 @@ def test_accept_language_sort_is_stable_and_bounded() -> None:
     for i in range(100):
         matcher.locale(f"x{i}")
     assert len(matcher._cache) <= 16
+    # Hostile headers: only the parsed part is kept as a key.
+    assert matcher.locale("de," * 3000) == "de"
+    assert max(len(key) for key in matcher._cache) <= 256
 
 
 def test_supported_locales_settings() -> None:

@@ -23,8 +23,8 @@ from ..records import AmplitudeEvent, ClientMetrics, FlowEvent, Record
 FLOW_VERSION = 1  # fxa-shared metrics/flow-performance VERSION
 CLIENT_METRICS_VERSION = 1  # metrics-collector-stderr.js VERSION
 
-Nested = Callable[[str, dict[str, Any]], msgspec.Raw | None]
 Head = Callable[[str], bytes]
+_AMPLITUDE_OP = b'{"op":"amplitudeEvent",'
 
 
 class FxaFlowLine(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -50,26 +50,6 @@ class FxaFlowLine(msgspec.Struct, omit_defaults=True, kw_only=True):
     utm_content: str | None = None
     utm_medium: str | None = None
     utm_source: str | None = None
-
-
-class FxaAmplitudeFields(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """amplitude.ts transform's object: `op` first, nested objects as JSON strings."""
-
-    op: str
-    event_type: str
-    time: int
-    user_id: str | None = None
-    device_id: str | None = None
-    session_id: int | None = None
-    app_version: str | None = None
-    language: str | None = None
-    country: str | None = None
-    region: str | None = None
-    os_name: str | None = None
-    os_version: str | None = None
-    device_model: str | None = None
-    event_properties: msgspec.Raw | None = None
-    user_properties: msgspec.Raw | None = None
 
 
 class ClientMetricsLine(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -119,26 +99,6 @@ def flow_line(record: FlowEvent, hostname: str, pid: int) -> FxaFlowLine:
     )
 
 
-def amplitude_fields(record: AmplitudeEvent, nested: Nested) -> FxaAmplitudeFields:
-    return FxaAmplitudeFields(
-        op="amplitudeEvent",
-        event_type=record.event_type,
-        time=record.time,
-        user_id=record.user_id,
-        device_id=record.device_id,
-        session_id=record.session_id,
-        app_version=record.app_version,
-        language=record.language,
-        country=record.country,
-        region=record.region,
-        os_name=record.os_name,
-        os_version=record.os_version,
-        device_model=record.device_model,
-        event_properties=nested("event", record.event_properties),
-        user_properties=nested("user", record.user_properties),
-    )
-
-
 def client_metrics_line(record: ClientMetrics, hostname: str, pid: int) -> ClientMetricsLine:
     return ClientMetricsLine(
         time=record.time,
@@ -162,13 +122,12 @@ def client_metrics_line(record: ClientMetrics, hostname: str, pid: int) -> Clien
 
 
 class FxaLines:
-    """Encodes records as FxA writes them; `head(kind)` is the sink's mozlog envelope start."""
+    """Encodes records as FxA writes them; `head(kind)` starts the sink's mozlog envelope."""
 
-    def __init__(self, hostname: str, pid: int, nested: Nested, mozlog: Callable[..., Any]):
+    def __init__(self, hostname: str, pid: int, mozlog: Callable[[Record], tuple[str, Any]]):
         self.hostname = hostname
         self.pid = pid
-        self.nested = nested
-        # The sink's own mozlog Fields for the kinds FxA writes as plain mozlog.
+        # The log sink's mozlog (Type, Fields) of a record, for what FxA writes as mozlog.
         self.mozlog = mozlog
         self._encode = msgspec.json.Encoder().encode
 
@@ -182,18 +141,16 @@ class FxaLines:
                 append(encode(flow_line(record, self.hostname, self.pid)))
                 append(b"\n")
                 continue
-            if isinstance(record, ClientMetrics):
-                append(encode(client_metrics_line(record, self.hostname, self.pid)))
-                append(b"\n")
-                continue
-            if isinstance(record, AmplitudeEvent):
-                kind, fields = "amplitudeEvent", amplitude_fields(record, self.nested)
-            else:
-                kind, fields = self.mozlog(record)
+            kind, fields = self.mozlog(record)
             start = heads.get(kind)
             if start is None:
                 start = heads[kind] = head(kind)
             append(start)
-            append(encode(fields))
+            if isinstance(record, AmplitudeEvent):
+                # The mozlog Fields with `op` first, as amplitude.ts builds the event.
+                append(_AMPLITUDE_OP)
+                append(encode(fields)[1:])
+            else:
+                append(encode(fields))
             append(b"}\n")
         return b"".join(parts)

@@ -73,11 +73,7 @@ class LogSink(Sink):
         # Records of one request share their property dicts: encode each once (one slot
         # per field, so event and user properties do not evict each other).
         self._memo: dict[str, tuple[object, msgspec.Raw]] = {}
-        self._fxa = (
-            FxaLines(self.hostname, self.pid, self._nested, self._fields)
-            if format == "fxa"
-            else None
-        )
+        self._fxa = FxaLines(self.hostname, self.pid, self._fields) if format == "fxa" else None
 
     async def start(self) -> None:
         if self.path == "-":

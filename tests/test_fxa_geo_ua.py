@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,15 +50,24 @@ FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefo
 UK_ADDRESS = "81.2.69.160"
 
 
-async def start(
+Start = Callable[[], Awaitable[Client]]
+
+
+@pytest.fixture
+def start(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     rules: RuleTable,
     sink: MemorySink,
     registry: Registry,
-) -> Client:
-    app = make_app(settings, rules=rules, sinks=[sink], stats=Stats(), registry=registry)
-    return await aiohttp_client(app)
+) -> Start:
+    """Starts the router with `settings` as the test changed them, into `sink`."""
+
+    async def make() -> Client:
+        app = make_app(settings, rules=rules, sinks=[sink], stats=Stats(), registry=registry)
+        return await aiohttp_client(app)
+
+    return make
 
 
 async def post_and_settle(client: Client, headers: dict[str, str]) -> None:
@@ -120,16 +130,12 @@ def test_geo_database_setting_names_an_operators_file(tmp_path: Path) -> None:
 
 
 async def test_location_from_forwarded_address(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    sink: MemorySink,
-    registry: Registry,
+    start: Start, settings: Settings, sink: MemorySink
 ) -> None:
     # flow-event.js: flow events get country and region (location.state); amplitude.ts
     # mapLocation: Amplitude events get country and region. The address is never logged.
     settings.server.trusted_proxies = 1
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    client = await start()
     await post_and_settle(client, {"X-Forwarded-For": UK_ADDRESS})
     assert sink.amplitude and sink.flow
     for event in sink.amplitude:
@@ -140,31 +146,21 @@ async def test_location_from_forwarded_address(
 
 
 async def test_failed_lookup_sets_nothing(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    sink: MemorySink,
-    registry: Registry,
+    start: Start, settings: Settings, sink: MemorySink
 ) -> None:
     # The loopback peer is in no database: no country, no region (fxa-geodb throws,
     # geo-locate.js answers {}).
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    client = await start()
     await post_and_settle(client, {"X-Forwarded-For": UK_ADDRESS})  # trusted_proxies = 0
     assert sink.amplitude and sink.flow
     assert all(e.country is None and e.region is None for e in sink.amplitude)
     assert all(f.country is None and f.countryCode is None for f in sink.flow)
 
 
-async def test_geo_can_be_disabled(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    sink: MemorySink,
-    registry: Registry,
-) -> None:
+async def test_geo_can_be_disabled(start: Start, settings: Settings, sink: MemorySink) -> None:
     settings.server.trusted_proxies = 1
     settings.geo.enabled = False
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    client = await start()
     assert client.app[STATE].pipeline.geo is None
     await post_and_settle(client, {"X-Forwarded-For": UK_ADDRESS})
     assert all(e.country is None for e in sink.amplitude)
@@ -238,17 +234,13 @@ def test_app_version_is_the_last_major_minor(rules: RuleTable) -> None:
 
 
 async def test_app_version_setting_and_default(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    sink: MemorySink,
-    registry: Registry,
+    start: Start, settings: Settings, sink: MemorySink
 ) -> None:
     major_minor = ".".join(__version__.split(".")[-2:])
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    client = await start()
     assert client.app[STATE].pipeline.app_version == major_minor
     settings.amplitude.app_version = "1.271.3"
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    client = await start()
     await post_and_settle(client, {})
     assert {e.app_version for e in sink.amplitude} == {"271.3"}
     loaded = load_settings(environ={"METRICS_ROUTER_AMPLITUDE_APP_VERSION": "1.5.0"})

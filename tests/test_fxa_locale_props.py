@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from router.app import make_app
 from router.config import Settings, load_settings
 from router.errors import ConfigError
 from router.flow import now_ms
@@ -12,11 +13,11 @@ from router.registry import Registry
 from router.ruletable import RuleTable
 from router.sinks.memory import MemorySink
 from router.state import STATE
+from router.stats import Stats
 
 from .conftest import AiohttpClient, Client
 from .helpers import body
 from .sidecar_support import MakeClient, event, send
-from .test_fxa_geo_ua import start
 
 # -- 5. locale -------------------------------------------------------------------------------
 
@@ -170,7 +171,8 @@ async def test_configured_locales_apply_to_metrics_flow(
 ) -> None:
     settings.flow.supported_locales = ["en", "de"]
     settings.flow.default_locale = "de"
-    client = await start(aiohttp_client, settings, rules, sink, registry)
+    app = make_app(settings, rules=rules, sinks=[sink], stats=Stats(), registry=registry)
+    client = await aiohttp_client(app)
     resp = await client.get("/metrics-flow", headers={"Accept-Language": "ja"})
     assert resp.status == 200
     await client.app[STATE].dispatcher.flush()

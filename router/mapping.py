@@ -10,23 +10,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
+from .fxa_fields import client_metrics, sync_devices, user_preferences
 from .geo import GeoDB, Location
 from .locale import LocaleMatcher
-from .records import (
-    ActivityEvent,
-    AmplitudeEvent,
-    ClientMetrics,
-    FlowEvent,
-    RecordBatch,
-    VwoConversion,
-)
+from .records import ActivityEvent, AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
 from .registry import EventSpec
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
@@ -150,7 +143,7 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
                 f"{to_snake_case(e.choice)}_{to_snake_case(e.group)}" for e in body.experiments
             ],
             newsletters=[to_snake_case(n) for n in body.newsletters or ()],
-            preferences=user_preferences(body),
+            preferences=user_preferences(body.userPreferences),
         )
 
     @classmethod
@@ -197,7 +190,7 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
             utm_term=ctx.utmTerm,
             plan_id=ctx.planId or _str_attr(event, "planId"),
             product_id=ctx.productId or _str_attr(event, "productId"),
-            devices=sync_devices(event, received) if received is not None else {},
+            devices=sync_devices(event.devices, received) if received is not None else {},
         )
 
     def field(self, name: str) -> Any:
@@ -208,60 +201,6 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
 
 
 _NO_CONTEXT = MetricsContext()
-
-
-def client_metrics(body: MetricsBody, req: RequestInfo) -> ClientMetrics:
-    """FxA's metrics-collector-stderr.js toLoggableEvent for a sampled user's batch."""
-    day = datetime.fromtimestamp(req.received / 1000, UTC).strftime("%Y-%m-%dT00:00:00.000Z")
-    screen = body.screen
-    width = screen.width if screen is not None else None
-    height = screen.height if screen is not None else None
-    return ClientMetrics(
-        time=day,
-        lang=body.lang if body.lang is not None else "unknown",
-        agent=req.user_agent or None,
-        duration=body.duration,
-        context=body.context if body.context is not None else "unknown",
-        service=body.service if body.service is not None else "unknown",
-        events=[e.type for e in body.events],
-        event_durations=[e.offset for e in body.events],
-        # Truthy values only, as there ("none" included).
-        screen_width=width or None,
-        screen_height=height or None,
-    )
-
-
-def user_preferences(body: MetricsBody) -> dict[str, bool]:
-    """FxA's mapUserPreferences: the keys snake-cased, for `$append`."""
-    prefs = body.userPreferences
-    if prefs is None:
-        return {}
-    return {
-        to_snake_case(name): value
-        for name, value in (
-            ("account-recovery", prefs.account_recovery),
-            ("emails", prefs.emails),
-            ("two-step-authentication", prefs.two_step_authentication),
-        )
-        if value is not None
-    }
-
-
-_DAY_MS = 86_400_000
-_DEVICE_PERIODS = (("day", _DAY_MS), ("week", 7 * _DAY_MS), ("month", 28 * _DAY_MS))
-
-
-def sync_devices(event: ServerEvent, now: int) -> dict[str, int]:
-    """FxA's mapSyncDevices: how many devices, and how many were used in each period."""
-    if event.devices is None:
-        return {}
-    counts = {"sync_device_count": len(event.devices)}
-    for name, period in _DEVICE_PERIODS:
-        oldest = now - period
-        counts[f"sync_active_devices_{name}"] = sum(
-            1 for d in event.devices if (d.lastAccessTime or 0) >= oldest
-        )
-    return counts
 
 
 def _str_attr(event: ServerEvent, name: str) -> str | None:
@@ -481,12 +420,15 @@ class Pipeline:
     # -- whole requests -------------------------------------------------------------------
 
     def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
-        """The records of one `POST /metrics` batch (empty when its flow is refused)."""
+        """The records of one `POST /metrics` batch.
+
+        When its flow is refused, nothing but a sampled user's `client.metrics` record.
+        """
         out = RecordBatch()
         stats = self.stats
         if body.isSampledUser:
             # post-metrics.js writes sampled users' batches before it looks at the flow.
-            out.client_metrics.append(client_metrics(body, req))
+            out.client_metrics.append(client_metrics(body, req.received, req.user_agent))
         problem = self.signer.check(body.flowId, body.flowBeginTime, req.received)
         if problem is not None:
             stats.incr("metrics.batch.dropped", 1, {"reason": problem.value})

@@ -17,17 +17,20 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import __version__
 from .checks import check, prepare, rule_paths
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
+from .geo import GeoDB
 from .handlers import dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .ingest import Deferred
+from .locale import LocaleMatcher
 from .mapping import Pipeline
 from .registry import Registry, load_registry
 from .ruleset import RuleSet
@@ -89,7 +92,16 @@ def make_app(
             ruleset = RuleSet(rules, found)
     stats = stats or Stats(settings.stats.default_sample_rate)
     signer = FlowSigner(flow_key(settings), settings.flow.expiry_seconds)
-    pipeline = Pipeline(ruleset, signer, stats, settings.flow.clients)
+    pipeline = Pipeline(
+        ruleset,
+        signer,
+        stats,
+        settings.flow.clients,
+        settings.amplitude.app_version or __version__,
+        # Opened here, not on first use: the first request must not pay for it.
+        geo=GeoDB(settings.geo.database, settings.geo.cache_size) if settings.geo.enabled else None,
+        locales=LocaleMatcher(settings.flow.supported_locales, settings.flow.default_locale),
+    )
     deadletters = DeadLetters(deadletter_path(settings), stats)
     if sinks is None:
         configured = build_sinks(settings, deadletters, sink_factories)

@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from .errors import ConfigError, Problem
+from .locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
 
 ENV_PREFIX = "METRICS_ROUTER_"
 
@@ -36,7 +37,8 @@ class ServerSettings(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     # How many proxies in front of us append to X-Forwarded-For; the client
-    # address is the entry that many hops from the right.
+    # address is the entry that many hops from the right (FxA's clientAddressDepth
+    # is trusted_proxies + 1; invalid addresses are skipped as there).
     trusted_proxies: NonNegative = 0
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_events_per_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
@@ -55,6 +57,33 @@ class FlowSettings(Section, frozen=True):
     max_event_offset_seconds: Positive = 172800
     allowed_origins: list[str] = msgspec.field(default_factory=list)
     clients: dict[ClientId, str] = msgspec.field(default_factory=dict)
+    # Flow-event `locale`: the best match of Accept-Language among these (i18n-abide).
+    supported_locales: list[str] = msgspec.field(
+        default_factory=lambda: list(FXA_SUPPORTED_LANGUAGES)
+    )
+    default_locale: str = FXA_DEFAULT_LANGUAGE
+    # CORS preflights of /metrics-flow: how long a browser may cache the answer.
+    cors_max_age_seconds: NonNegative = 600
+
+    def __post_init__(self) -> None:
+        known = {s.lower() for s in self.supported_locales}
+        if self.default_locale.lower() not in known:
+            raise ValueError(f"default_locale {self.default_locale!r} not in supported_locales")
+
+
+class GeoSettings(Section, frozen=True):
+    # A MaxMind City database (GeoLite2-City / GeoIP2-City .mmdb); empty: the embedded
+    # GeoLite2 City database of the maxminddb-geolite2 package.
+    database: str = ""
+    enabled: bool = True
+    # Client addresses whose location is kept in memory (bounded).
+    cache_size: Annotated[int, Meta(ge=16)] = 65536
+
+
+class AmplitudeSettings(Section, frozen=True):
+    # The server version whose last "major.minor" is Amplitude's app_version
+    # (FxA: its train); empty: this package's version.
+    app_version: str = ""
 
 
 class RulesSettings(Section, frozen=True):
@@ -78,6 +107,16 @@ class LogSinkSettings(SinkSettings, frozen=True):
     # Lines are cheap to encode: big batches keep the writer's share of the event loop
     # (one turn per batch) from limiting throughput under load.
     batch_size: Positive = 4_000
+    # "mozlog": every record in a mozlog envelope; "fxa": the lines FxA's servers write
+    # (flowEvent as a bare JSON line with op and v, amplitudeEvent mozlog with op).
+    format: Literal["mozlog", "fxa"] = "mozlog"
+
+
+class ClientMetricsSinkSettings(SinkSettings, frozen=True):
+    """FxA's `client.metrics` lines: the raw bodies of sampled users (isSampledUser)."""
+
+    path: str = "-"
+    flush_interval_ms: NonNegative = 50
 
 
 class MemorySinkSettings(SinkSettings, frozen=True):
@@ -171,6 +210,7 @@ class JetStreamSinkSettings(SinkSettings, frozen=True):
 
 class SinksSettings(Section, frozen=True):
     log: LogSinkSettings | None = None
+    client_metrics: ClientMetricsSinkSettings | None = None
     memory: MemorySinkSettings | None = None
     amplitude: AmplitudeSinkSettings | None = None
     vwo: VwoSinkSettings | None = None
@@ -225,6 +265,8 @@ class DeadLetterSettings(Section, frozen=True):
 class Settings(Section, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
+    geo: GeoSettings = msgspec.field(default_factory=GeoSettings)
+    amplitude: AmplitudeSettings = msgspec.field(default_factory=AmplitudeSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)

@@ -26,6 +26,9 @@ from .sinks.base import Sink
 from .spool import Spool, decode_records, encode_records
 from .stats import Stats
 
+# RecordBatch's lists, in the order a sink taking several kinds gets them.
+KINDS = ("flow", "amplitude", "vwo", "activity", "client_metrics")
+
 log = logging.getLogger(__name__)
 
 # Rows read back from the spool at a time; a row holds one request's records.
@@ -473,7 +476,7 @@ class Dispatcher:
         self.durable = [r for r in self.runners if r.spool is not None]
         self.volatile = [r for r in self.runners if r.spool is None]
         self._plans = [
-            (r, [kind for kind in ("flow", "amplitude", "vwo") if kind in r.sink.kinds])
+            (r, [kind for kind in KINDS if kind in r.sink.kinds])
             for r in self.runners
             if r.sink.kinds
         ]

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from ..dispatch import SpoolError
 from ..errors import HttpError, RouterError, Unavailable
 from ..flow import now_ms
+from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
 from ..state import DISPATCHER, SETTINGS, STATS
@@ -29,28 +30,33 @@ def json_response(
 
 
 def client_ip(request: web.Request, trusted_proxies: int) -> str | None:
-    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For."""
+    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For.
+
+    FxA's remote-address (fxa-shared/express/remote-address.ts) with
+    clientAddressDepth = trusted_proxies + 1: the X-Forwarded-For entries and the peer,
+    invalid addresses skipped, the one `depth` from the right (the leftmost if fewer).
+    """
     remote = request.remote
     if trusted_proxies <= 0:
-        return remote
-    chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-    if remote:
+        return remote if remote and is_ip(remote) else None
+    chain = [
+        a for p in request.headers.get("X-Forwarded-For", "").split(",") if is_ip(a := p.strip())
+    ]
+    if remote and is_ip(remote):
         chain.append(remote)
     if not chain:
         return None
-    return chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+    return chain[max(len(chain) - (trusted_proxies + 1), 0)]
 
 
 def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     headers = request.headers
-    language = headers.get("Accept-Language", "")
-    locale = language.split(",", 1)[0].split(";", 1)[0].strip() or None
     return RequestInfo(
         received=now_ms(),
         user_agent=headers.get("User-Agent", ""),
         ip=client_ip(request, trusted_proxies),
         dnt=headers.get("DNT") == "1",
-        locale=locale,
+        accept_language=headers.get("Accept-Language", ""),
     )
 
 

@@ -63,9 +63,23 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
 
 
 async def options_metrics_flow(request: web.Request) -> web.Response:
-    """CORS preflight: only for allowed origins."""
-    headers = cors_headers(request.headers.get("Origin"), request.app[ALLOWED_ORIGINS])
+    """CORS preflight: only for allowed origins, answered as the `cors` middleware does.
+
+    FxA's get-metrics-flow.js uses `cors({methods: 'GET', origin: allow-list})`, which
+    echoes Access-Control-Request-Headers (any header a page asks for) and answers 204.
+    """
+    origin = request.headers.get("Origin")
+    headers = cors_headers(origin, request.app[ALLOWED_ORIGINS])
     if not headers:
+        log.info("request.metrics-flow.bad-origin %s", origin)
+        request.app[STATS].incr("metrics_flow.bad_origin")
         raise Forbidden("origin not allowed", "$.headers.origin", "bad_origin")
     headers["Access-Control-Allow-Methods"] = "GET"
+    requested = request.headers.get("Access-Control-Request-Headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+        headers["Vary"] = "Origin, Access-Control-Request-Headers"
+    max_age = request.app[SETTINGS].flow.cors_max_age_seconds
+    if max_age:
+        headers["Access-Control-Max-Age"] = str(max_age)
     return web.Response(status=204, headers=headers)

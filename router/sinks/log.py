@@ -20,8 +20,9 @@ from typing import IO, Any, ClassVar
 
 import msgspec
 
-from ..records import AmplitudeEvent, FlowEvent, Record, VwoConversion
+from ..records import ActivityEvent, AmplitudeEvent, FlowEvent, Record, VwoConversion
 from .base import Kind, Sink
+from .fxa_format import FxaLines
 
 INFO = 6
 
@@ -60,12 +61,19 @@ class AmplitudeFields(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 class LogSink(Sink):
-    """Writes `flowEvent`, `amplitudeEvent` and `vwoConversion` mozlog lines."""
+    """Writes `flowEvent`, `amplitudeEvent`, `activityEvent` and `vwoConversion` lines.
 
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo"})
+    `format="mozlog"`: every record in a mozlog envelope; `"fxa"`: as FxA's servers
+    write them (see fxa_format.py).
+    """
 
-    def __init__(self, name: str, path: str = "-", logger: str = "metrics-router") -> None:
+    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo", "activity"})
+
+    def __init__(
+        self, name: str, path: str = "-", logger: str = "metrics-router", format: str = "mozlog"
+    ) -> None:
         super().__init__(name)
+        self.format = format
         self.path = path
         self.logger = logger
         self.hostname = socket.gethostname()
@@ -76,6 +84,7 @@ class LogSink(Sink):
         # Records of one request share their property dicts: encode each once (one slot
         # per field, so event and user properties do not evict each other).
         self._memo: dict[str, tuple[object, msgspec.Raw]] = {}
+        self._fxa = FxaLines(self.hostname, self.pid, self._fields) if format == "fxa" else None
 
     async def start(self) -> None:
         if self.path == "-":
@@ -133,6 +142,8 @@ class LogSink(Sink):
                 event_properties=self._nested("event", record.event_properties),
                 user_properties=self._nested("user", record.user_properties),
             )
+        if isinstance(record, ActivityEvent):
+            return "activityEvent", record
         assert isinstance(record, VwoConversion)
         fields = msgspec.structs.asdict(record)
         fields["properties"] = self._nested("vwo", record.properties)
@@ -145,8 +156,10 @@ class LogSink(Sink):
         return encoded[: -len(b"null}")]
 
     def encode(self, records: Sequence[Record]) -> bytes:
-        """The mozlog lines for a batch, newline-terminated."""
+        """The lines for a batch, newline-terminated."""
         now = time.time_ns()
+        if self._fxa is not None:
+            return self._fxa.encode(records, lambda kind: self._head(kind, now))
         heads: dict[str, bytes] = {}
         encode = self._encoder.encode
         parts: list[bytes] = []

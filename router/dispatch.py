@@ -26,6 +26,9 @@ from .sinks.base import Sink
 from .spool import Spool, decode_records, encode_records
 from .stats import Stats
 
+# RecordBatch's lists, in the order a sink taking several kinds gets them.
+KINDS = ("flow", "amplitude", "vwo", "activity", "client_metrics")
+
 log = logging.getLogger(__name__)
 
 # Rows read back from the spool at a time; a row holds one request's records.
@@ -460,6 +463,8 @@ class SinkRunner:
                     "spool %s: %d chunks kept for the next start", self.spool.path, self.spool.rows
                 )
             await self.spool.close()
+        elif self.spool is not None:
+            await self.spool.close()  # opened, never started: a later sink failed to start
         await self.sink.aclose()
 
 
@@ -471,7 +476,7 @@ class Dispatcher:
         self.durable = [r for r in self.runners if r.spool is not None]
         self.volatile = [r for r in self.runners if r.spool is None]
         self._plans = [
-            (r, [kind for kind in ("flow", "amplitude", "vwo") if kind in r.sink.kinds])
+            (r, [kind for kind in KINDS if kind in r.sink.kinds])
             for r in self.runners
             if r.sink.kinds
         ]
@@ -504,10 +509,17 @@ class Dispatcher:
         return waiters
 
     async def start(self) -> None:
-        for runner in self.runners:
-            await runner.open()
-            await runner.sink.start()
-            runner.start()
+        """Start every runner in order; if one fails, close those already started."""
+        started: list[SinkRunner] = []
+        try:
+            for runner in self.runners:
+                await runner.open()
+                started.append(runner)
+                await runner.sink.start()
+                runner.start()
+        except BaseException:
+            await asyncio.gather(*(r.close(5.0) for r in reversed(started)), return_exceptions=True)
+            raise
 
     async def flush(self) -> None:
         await asyncio.gather(*(r.flush() for r in self.runners))

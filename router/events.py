@@ -56,6 +56,9 @@ Hex32OrNone = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32}|none)$")]
 FlowId = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
 Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.:-]+$")]
 Utm = Annotated[str, Meta(max_length=128, pattern=r"^[\w/.%-]+$")]
+# FxA's validation.js: UTM_CAMPAIGN = UTM.allow('page+referral+-+not+part+of+a+campaign').
+_UTM_CAMPAIGN = r"^(?:[\w/.%-]+|page\+referral\+-\+not\+part\+of\+a\+campaign)$"
+UtmCampaign = Annotated[str, Meta(max_length=128, pattern=_UTM_CAMPAIGN)]
 Context = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
 Service = Annotated[str, Meta(pattern=r"^(?:sync|content-server|none|[0-9a-f]{16})$")]
 Broker = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z-]+$")]
@@ -76,6 +79,7 @@ CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"^(?:[0-9a-f]{
 CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"^[0-9a-fA-F]{64}$")]
 CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"^[\w.:-]+$")]
 CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"^[\w/.%-]+$")]
+CheckedUtmCampaign = Annotated[str, Meta(max_length=128), Checked(_UTM_CAMPAIGN)]
 CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z_-]+$")]
 CheckedService = Annotated[
     str, Meta(max_length=64), Checked(r"^(?:sync|content-server|none|[0-9a-f]{16})$")
@@ -111,6 +115,18 @@ class Screen(Struct, frozen=True):
     devicePixelRatio: Dimension = NONE
 
 
+class UserPreferences(Struct, frozen=True, forbid_unknown_fields=True):
+    """FxA's USER_PREFERENCES: an object of these three booleans only."""
+
+    account_recovery: bool | None = msgspec.field(default=None, name="account-recovery")
+    emails: bool | None = None
+    two_step_authentication: bool | None = msgspec.field(
+        default=None, name="two-step-authentication"
+    )
+
+
+Newsletter = Annotated[str, Meta(max_length=64, pattern=r"^[\w.-]+$")]
+
 # Navigation timing values are numbers; typing them stops deep-nesting payloads.
 NavigationTiming = dict[Annotated[str, Meta(max_length=64)], float | None]
 
@@ -137,7 +153,7 @@ class MetricsBody(Struct, kw_only=True, gc=False):
     entryPoint: CheckedEntrypoint | None = None
     entrypoint_experiment: CheckedEntrypoint | None = None
     entrypoint_variation: CheckedEntrypoint | None = None
-    utm_campaign: CheckedUtm | None = None
+    utm_campaign: CheckedUtmCampaign | None = None
     utm_content: CheckedUtm | None = None
     utm_medium: CheckedUtm | None = None
     utm_source: CheckedUtm | None = None
@@ -160,6 +176,8 @@ class MetricsBody(Struct, kw_only=True, gc=False):
     product_id: Str | None = None
     navigationTiming: NavigationTiming | None = None
     numStoredAccounts: Offset | None = None
+    newsletters: Annotated[list[Newsletter], Meta(max_length=32)] | None = None
+    userPreferences: UserPreferences | None = None
 
 
 class FlowQuery(Struct, kw_only=True):
@@ -173,7 +191,7 @@ class FlowQuery(Struct, kw_only=True):
     service: Service | None = None
     context: Context | None = None
     utm_source: Utm | None = None
-    utm_campaign: Utm | None = None
+    utm_campaign: UtmCampaign | None = None
     utm_content: Utm | None = None
     utm_medium: Utm | None = None
     utm_term: Utm | None = None
@@ -244,6 +262,12 @@ class MetricsContext(Struct, kw_only=True, forbid_unknown_fields=True, omit_defa
             raise ValueError("flowId and flowBeginTime must be given together")
 
 
+class Device(Struct, kw_only=True):
+    """One of the user's devices, for the sync device counts (other keys are ignored)."""
+
+    lastAccessTime: Offset | None = None
+
+
 class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
     """One event a back-end service reports for a user and the token it used."""
 
@@ -257,6 +281,8 @@ class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
     # The end user's User-Agent, when the service has it (Amplitude os/browser fields).
     user_agent: Annotated[str, Meta(max_length=1024)] | None = None
     metrics_context: MetricsContext | None = None
+    # The user's devices (FxA's `devices`): sync_device_count, sync_active_devices_*.
+    devices: Annotated[list[Device], Meta(max_length=1000)] | None = None
     attributes: Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)] = msgspec.field(
         default_factory=dict
     )

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -33,25 +33,28 @@ from .config import JetStreamSinkSettings, Settings, deadletter_path
 from .deadletter import DeadLetters, add_dead_letters
 from .errors import ConfigError
 from .records import Record
-from .sinks import FACTORIES, Sink
+from .sinks import FACTORIES, Sink, SinkFactory
 from .sinks.retry import Backoff
-from .stats import Stats
+from .stats import Stats, exporting
 
 log = logging.getLogger(__name__)
 
 
 def build_destination(
-    settings: Settings, name: str, deadletters: DeadLetters | None = None
+    settings: Settings,
+    name: str,
+    deadletters: DeadLetters | None = None,
+    factories: Mapping[str, SinkFactory] = FACTORIES,
 ) -> Sink:
-    """The sink named `name`, from its `[sinks.<name>]` section, through FACTORIES."""
-    if name not in FACTORIES:
-        known = ", ".join(sorted(n for n in FACTORIES if n != "jetstream"))
+    """The sink named `name`, from its `[sinks.<name>]` section, through `factories`."""
+    if name not in factories:
+        known = ", ".join(sorted(n for n in factories if n != "jetstream"))
         raise ConfigError([f"forward: unknown destination {name!r} (known: {known})"])
     conf = getattr(settings.sinks, name, None)
     if conf is None:
         raise ConfigError([f"forward: destination {name!r} needs a [sinks.{name}] section"])
     store = deadletters or DeadLetters(deadletter_path(settings))
-    return FACTORIES[name](name, conf, settings, store)
+    return factories[name](name, conf, settings, store)
 
 
 def bus_settings(settings: Settings) -> JetStreamSinkSettings:
@@ -286,15 +289,19 @@ class Forwarder:
         return record
 
 
-def forward(settings: Settings, destination: str) -> None:
+def forward(
+    settings: Settings, destination: str, factories: Mapping[str, SinkFactory] = FACTORIES
+) -> None:
     """`metrics-router forward`: run one delivery worker until SIGTERM/SIGINT."""
     from .server import new_event_loop
 
     conf = bus_settings(settings)
-    store = DeadLetters(deadletter_path(settings))
-    sink = build_destination(settings, destination, store)
-    forwarder = Forwarder(conf, destination, sink, deadletters=store)
-    sink.stats = forwarder.stats  # one set of counters for the forwarder's /__stats__
+    # One Stats for the forwarder, its sink and its dead letters, exported like serve's.
+    stats = Stats(settings.stats.default_sample_rate)
+    store = DeadLetters(deadletter_path(settings), stats)
+    sink = build_destination(settings, destination, store, factories)
+    sink.stats = stats
+    forwarder = Forwarder(conf, destination, sink, stats, deadletters=store)
 
     async def main() -> None:
         from .handlers.forwarder import serve_dockerflow
@@ -303,8 +310,14 @@ def forward(settings: Settings, destination: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with serve_dockerflow(forwarder, settings):
-            await forwarder.run(stop)
+        async with (
+            exporting(stats, settings.stats.statsd, settings.stats.prefix),
+            serve_dockerflow(forwarder, settings),
+        ):
+            try:
+                await forwarder.run(stop)
+            finally:
+                await store.close()
         log.info("forwarder %s stopped", destination)
 
     loop = new_event_loop()

@@ -47,6 +47,7 @@ class FlowEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
     locale: str | None = None
     userAgent: str | None = None
     country: str | None = None
+    countryCode: str | None = None
     region: str | None = None
     utm_campaign: str | None = None
     utm_content: str | None = None
@@ -65,7 +66,41 @@ class VwoConversion(Struct, omit_defaults=True, kw_only=True, gc=False):
     ip: str | None = None
 
 
-Record = AmplitudeEvent | FlowEvent | VwoConversion
+class ActivityEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
+    """An auth-server activity event (FxA's `activityEvent` log line)."""
+
+    event: str
+    uid: str
+    device_id: str | None = None
+    service: str | None = None
+    userAgent: str | None = None
+    country: str | None = None
+    region: str | None = None
+
+
+class ClientMetrics(Struct, kw_only=True, gc=False):
+    """A sampled user's batch as FxA's `client.metrics` line describes it.
+
+    Built like FxA's metrics-collector-stderr.js toLoggableEvent: a whitelist of body
+    fields ("unknown" when absent), the event types and offsets, the screen size.
+    """
+
+    time: str
+    lang: Any = "unknown"
+    agent: str | None = None  # the User-Agent header; absent: left out, as there
+    duration: Any = "unknown"
+    context: Any = "unknown"
+    service: Any = "unknown"
+    marketingLink: Any = "unknown"
+    marketingType: Any = "unknown"
+    marketingClicked: Any = "unknown"
+    events: list[str] = msgspec.field(default_factory=list)
+    event_durations: list[int] = msgspec.field(default_factory=list)
+    screen_width: float | str | None = None
+    screen_height: float | str | None = None
+
+
+Record = AmplitudeEvent | FlowEvent | VwoConversion | ActivityEvent | ClientMetrics
 
 
 class RecordBatch(Struct, gc=False):
@@ -74,6 +109,14 @@ class RecordBatch(Struct, gc=False):
     amplitude: list[AmplitudeEvent] = msgspec.field(default_factory=list)
     flow: list[FlowEvent] = msgspec.field(default_factory=list)
     vwo: list[VwoConversion] = msgspec.field(default_factory=list)
+    activity: list[ActivityEvent] = msgspec.field(default_factory=list)
+    client_metrics: list[ClientMetrics] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.amplitude) + len(self.flow) + len(self.vwo)
+        return (
+            len(self.amplitude)
+            + len(self.flow)
+            + len(self.vwo)
+            + len(self.activity)
+            + len(self.client_metrics)
+        )

@@ -44,8 +44,10 @@ def encode_records(records: Sequence[Record]) -> bytes:
             chunk.amplitude.append(record)
         elif isinstance(record, FlowEvent):
             chunk.flow.append(record)
-        else:
+        elif isinstance(record, VwoConversion):
             chunk.vwo.append(record)
+        else:
+            raise TypeError(f"{type(record).__name__} records are not spooled")
     return _encoder.encode(chunk)
 
 

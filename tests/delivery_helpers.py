@@ -40,6 +40,14 @@ def read_dead_letters(path: str | Path) -> list[DeadLetter]:
     ]
 
 
+class _OwnStoreAmplitudeSink(AmplitudeSink):
+    """The sink of a test that has no app: the test owns its dead-letter store too."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.deadletters.close()
+
+
 def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> AmplitudeSink:
     options: dict[str, Any] = {
         "api_key": "test-api-key",
@@ -53,7 +61,7 @@ def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> Ampl
         "request_timeout_seconds": 5.0,
     }
     options.update(overrides)
-    return AmplitudeSink("amplitude", **options)
+    return _OwnStoreAmplitudeSink("amplitude", **options)
 
 
 def event(

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from router.config import Settings
+from router.config import Settings, override
 from router.deadletter import DeadLetters
 from router.forward import Forwarder
 from router.handlers.forwarder import serve_dockerflow
@@ -42,10 +42,8 @@ class Unhealthy(Sink):
         return False
 
 
-def local_settings() -> Settings:
-    settings = Settings()
-    settings.forward.port = 0
-    return settings
+def local_settings(port: int = 0) -> Settings:
+    return override(Settings(), forward={"port": port})
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -137,8 +135,7 @@ async def test_a_port_in_use_is_a_clear_config_error(tmp_path: Path) -> None:
     store = DeadLetters(tmp_path / "dead.db")
     forwarder = Forwarder(conf, "amplitude", Unhealthy("amplitude"), deadletters=store)
     async with serve_dockerflow(forwarder, local_settings()) as port:
-        taken = local_settings()
-        taken.forward.port = port
+        taken = local_settings(port)
         with pytest.raises(ConfigError, match=rf"\[forward\] 127.0.0.1:{port}: cannot listen"):
             async with serve_dockerflow(forwarder, taken):
                 pass

@@ -27,7 +27,7 @@ from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable
 from router.sinks.jetstream import JetStreamSink, PublishError
 from router.sinks.memory import MemorySink
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
@@ -160,7 +160,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
             "/metrics", json=body([("screen.signup", 100 + n), ("flow.signup.engage", 200 + n)])
         )
         assert response.status == 200, await response.text()
-    await app[STATE].dispatcher.flush()
+    await app[DISPATCHER].flush()
     produced = len(memory.amplitude) + len(memory.vwo)
     assert produced > 0
 

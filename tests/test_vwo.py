@@ -18,6 +18,14 @@ from .fakes.vwo import FakeVwo
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 
 
+class _OwnStoreVwoSink(VwoSink):
+    """The sink of a test that has no app: the test owns its dead-letter store too."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.deadletters.close()
+
+
 def vwo_sink(server: TestServer, tmp_path: Path, **overrides: object) -> VwoSink:
     options: dict[str, object] = {
         "account_id": 123456,
@@ -28,7 +36,7 @@ def vwo_sink(server: TestServer, tmp_path: Path, **overrides: object) -> VwoSink
         "backoff": FAST,
     }
     options.update(overrides)
-    return VwoSink("vwo", **options)  # type: ignore[arg-type]
+    return _OwnStoreVwoSink("vwo", **options)  # type: ignore[arg-type]
 
 
 def conversion(name: str = "signin_complete", **kw: object) -> VwoConversion:

@@ -10,11 +10,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..dispatch import SpoolError
-from ..errors import BadRequest, RouterError, Unavailable
+from ..errors import HttpError, RouterError, Unavailable
 from ..flow import now_ms
+from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
-from ..state import STATE, RouterState
+from ..state import DISPATCHER, SETTINGS, STATS
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -29,44 +30,49 @@ def json_response(
 
 
 def client_ip(request: web.Request, trusted_proxies: int) -> str | None:
-    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For."""
+    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For.
+
+    FxA's remote-address (fxa-shared/express/remote-address.ts) with
+    clientAddressDepth = trusted_proxies + 1: the X-Forwarded-For entries and the peer,
+    invalid addresses skipped, the one `depth` from the right (the leftmost if fewer).
+    """
     remote = request.remote
     if trusted_proxies <= 0:
-        return remote
-    chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-    if remote:
+        return remote if remote and is_ip(remote) else None
+    chain = [
+        a for p in request.headers.get("X-Forwarded-For", "").split(",") if is_ip(a := p.strip())
+    ]
+    if remote and is_ip(remote):
         chain.append(remote)
     if not chain:
         return None
-    return chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+    return chain[max(len(chain) - (trusted_proxies + 1), 0)]
 
 
 def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     headers = request.headers
-    language = headers.get("Accept-Language", "")
-    locale = language.split(",", 1)[0].split(";", 1)[0].strip() or None
     return RequestInfo(
         received=now_ms(),
         user_agent=headers.get("User-Agent", ""),
         ip=client_ip(request, trusted_proxies),
         dnt=headers.get("DNT") == "1",
-        locale=locale,
+        accept_language=headers.get("Accept-Language", ""),
     )
 
 
-def check_capacity(state: RouterState) -> None:
+def check_capacity(app: web.Application) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
-    reason = state.dispatcher.refusal
+    reason = app[DISPATCHER].refusal
     if reason is not None:
         what = "spool full" if reason == "spool_full" else "a sink is behind"
         raise Unavailable(
-            f"{what}: try again later", reason, state.settings.spool.retry_after_seconds
+            f"{what}: try again later", reason, app[SETTINGS].spool.retry_after_seconds
         )
 
 
-async def accept(state: RouterState, batch: RecordBatch) -> None:
+async def accept(app: web.Application, batch: RecordBatch) -> None:
     """Queue a batch; in strict mode, return only once it is on disk."""
-    waiters = state.dispatcher.submit(batch)
+    waiters = app[DISPATCHER].submit(batch)
     if not waiters:
         return
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
@@ -75,7 +81,7 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
             raise Unavailable(
                 "spool unavailable: try again later",
                 "spool_error",
-                state.settings.spool.retry_after_seconds,
+                app[SETTINGS].spool.retry_after_seconds,
             ) from outcome
         if isinstance(outcome, BaseException):
             raise outcome
@@ -89,17 +95,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RouterError as exc:
         endpoint = request.match_info.route.resource
         name = endpoint.canonical if endpoint is not None else request.path
-        reason = exc.reason if isinstance(exc, BadRequest | Unavailable) else "error"
-        request.app[STATE].stats.incr(
+        reason = exc.reason if isinstance(exc, HttpError) else "error"
+        request.app[STATS].incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
-        body = exc.body()
-        headers = exc.headers if isinstance(exc, Unavailable) else None
-        return json_response(body, status=exc.status, headers=headers)
+        headers = exc.headers if isinstance(exc, HttpError) else None
+        return json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        request.app[STATE].stats.incr(
+        request.app[STATS].incr(
             "request.rejected",
             1,
             {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},

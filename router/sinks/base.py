@@ -9,7 +9,7 @@ from typing import ClassVar, Literal, Self
 from ..records import Record
 from ..stats import Stats
 
-Kind = Literal["amplitude", "flow", "vwo"]
+Kind = Literal["amplitude", "flow", "vwo", "activity", "client_metrics"]
 
 
 class Sink:

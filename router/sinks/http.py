@@ -48,8 +48,6 @@ class HttpDeliverySink(Sink):
         if self._session is not None:
             await self._session.close()
             self._session = None
-        # The store may be shared: closing is idempotent and it reopens on next use.
-        await self.deadletters.close()
 
     def _count(self, key: str, amount: int, **tags: str) -> None:
         if amount:

@@ -78,8 +78,9 @@ def wait(what: str, ready: Callable[[], bool], timeout: float = DEADLINE) -> flo
 
 
 def compose(command: Sequence[str], *args: str) -> str:
+    """A docker-compose command's standard output (its progress lines go to stderr)."""
     done = subprocess.run([*command, *args], capture_output=True, text=True, check=True)
-    return done.stdout + done.stderr
+    return done.stdout
 
 
 def health(command: Sequence[str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from aiohttp import web
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
-from .dispatch import Dispatcher, SinkRunner
+from .dispatch import Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
 from .flow import FlowSigner
 from .handlers import dockerflow, sidecar
 from .handlers.common import error_middleware
@@ -72,18 +72,29 @@ def make_app(
         SinkRunner(
             sink,
             stats,
-            queue_size=conf.queue_size,
-            batch_size=conf.batch_size,
-            linger_ms=getattr(conf, "flush_interval_ms", 0),
-            spool=Spool(
-                Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+            SpoolBuffer(
+                sink.name,
+                stats,
+                Spool(
+                    Path(spool.path) / f"{sink.name}.db",
+                    max_bytes=spool.max_bytes,
+                    fsync=spool.fsync,
+                ),
+                batch_size=conf.batch_size,
+                linger_ms=getattr(conf, "flush_interval_ms", 0),
+                commit_interval_ms=spool.commit_interval_ms,
+                memory_records=spool.memory_records,
+                strict=spool.strict,
             )
             if sink.durable
-            else None,
-            deadletters=deadletters,
-            commit_interval_ms=spool.commit_interval_ms,
-            memory_records=spool.memory_records,
-            strict=spool.strict,
+            else MemoryBuffer(
+                sink.name,
+                stats,
+                queue_size=conf.queue_size,
+                batch_size=conf.batch_size,
+                linger_ms=getattr(conf, "flush_interval_ms", 0),
+            ),
+            deadletters,
         )
         for sink, conf in configured
     ]

@@ -148,7 +148,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
-    from .deadletter import ReplayResult, replay
+    from .dispatch.replay import ReplayResult, replay
     from .sinks import build_sinks
 
     async def run() -> ReplayResult:
@@ -163,9 +163,13 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.sent} records")
     for name, count in result.skipped.items():
         print(f"{name}: {count} records kept: not in a form that can be resent", file=sys.stderr)
+    for name, count in result.refused.items():
+        print(
+            f"{name}: {count} records refused again: their dead letters are kept", file=sys.stderr
+        )
     for name, why in result.failed.items():
         print(f"{name}: replay stopped: {why}", file=sys.stderr)
-    return 1 if result.failed else 0
+    return 0 if result.ok else 1
 
 
 def cmd_dlq_purge(args: argparse.Namespace) -> int:

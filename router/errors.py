@@ -84,3 +84,39 @@ class ConfigError(RouterError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+# -- delivery: buffers, stores, destinations -------------------------------------------------
+# Raised inside the delivery engine (router/dispatch, router/sinks, the stores). Ingest turns
+# SpoolError into a 503 (handlers/common.py); the rest never reach HTTP.
+
+
+class DeliveryError(RouterError):
+    """Base class of the delivery engine's errors."""
+
+
+class SpoolError(DeliveryError):
+    """A spool could not be written: strict-mode requests are refused, not acknowledged."""
+
+
+class DiskFull(SpoolError):
+    """A write hit ENOSPC (spool, dead-letter store, log file): refuse work until space returns."""
+
+
+class DeadLetterError(DeliveryError):
+    """The dead-letter store could not be written: what it was to keep stays where it was."""
+
+
+class PublishError(DeliveryError):
+    """Some records of a batch were not acknowledged by JetStream."""
+
+
+class TransportError(DeliveryError):
+    """A request never got an answer (timeout, refused, reset): always worth retrying.
+
+    `reason` is the short name counted in `sink.retried{reason}` and dead-letter reasons.
+    """
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason

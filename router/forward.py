@@ -4,9 +4,10 @@
 destination share one durable pull consumer (`forward-<NAME>`), so JetStream spreads
 the messages between them; a message is acknowledged only after the sink's `send`
 returned (delivered, or dead-lettered by the sink itself), and is redelivered if a
-forwarder dies holding it. A failed `send` naks the batch with a delay; a message that
-cannot be decoded, or that failed `max_deliver` times, is written to the dead-letter
-store and terminated.
+forwarder dies holding it. Sending goes through the runner's `Delivery` (the one
+failure path: counts, dead-letters what the sink dropped); a failed send naks the
+batch with a delay; a message that cannot be decoded, or that failed `max_deliver`
+times, is written to the dead-letter store and terminated.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,10 +28,12 @@ from nats.js.errors import BadRequestError
 
 from . import bus
 from .config import JetStreamSinkSettings, Settings, deadletter_path
-from .deadletter import DeadLetters, add_dead_letters
-from .errors import ConfigError
+from .deadletter import DeadLetters
+from .dispatch.runner import Delivery
+from .errors import ConfigError, DeadLetterError
 from .records import Record
 from .sinks import FACTORIES, Sink
+from .sinks.base import Dropped
 from .sinks.retry import Backoff
 from .stats import Stats
 
@@ -83,7 +85,9 @@ class Forwarder:
         self.destination = destination
         self.sink = sink
         self.stats = stats or Stats()
+        sink.stats = self.stats
         self.deadletters = deadletters
+        self.delivery = Delivery(sink, self.stats, deadletters)
         self._key = conf.id_key.encode()
         self.durable = f"forward-{destination}"
         # subject -> destination kind, for the kinds this sink takes.
@@ -196,17 +200,12 @@ class Forwarder:
             return
         keepalive = asyncio.create_task(self._keep_alive(held))
         try:
-            await self.sink.send(records)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning(
-                "forward %s: delivery of %d records failed: %r", self.destination, len(held), exc
-            )
-            await self._retry_later(held, repr(exc))
-            return
+            error = await self.delivery.send(records)
         finally:
             keepalive.cancel()
+        if error is not None:
+            await self._retry_later(held, repr(error))
+            return
         for msg in held:
             await msg.ack()
         self.stats.incr("forward.delivered", len(held), self._tags)
@@ -238,29 +237,13 @@ class Forwarder:
         back later rather than being lost.
         """
         try:
-            await add_dead_letters(
-                self.deadletters, self.destination, [(reason, self._letter(m)) for m in msgs]
-            )
-        except (OSError, sqlite3.Error) as exc:
-            log.error(
-                "forward %s: dead-letter store %s not written (%s): %d messages kept",
-                self.destination,
-                self.deadletters.path,
-                exc,
-                len(msgs),
-            )
+            await self.delivery.dead_letter([Dropped(reason, self._letter(m)) for m in msgs])
+        except DeadLetterError:
             self.stats.incr("forward.dead_letter_failed", len(msgs), self._tags)
             for msg in msgs:
                 await msg.nak(delay=self.conf.retry_delay_seconds)
             return
         self.stats.incr("forward.dead_lettered", len(msgs), {**self._tags, "reason": reason[:60]})
-        log.error(
-            "forward %s: %d messages dead-lettered to %s: %s",
-            self.destination,
-            len(msgs),
-            self.deadletters.path,
-            reason,
-        )
         for msg in msgs:
             await msg.term()
 

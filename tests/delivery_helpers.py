@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from router.deadletter import DeadLetter, DeadLetters
-from router.records import AmplitudeEvent
+from router.dispatch import Delivery
+from router.records import AmplitudeEvent, Record
 from router.sinks.amplitude import AmplitudeSink
+from router.sinks.base import Sink
 from router.sinks.retry import Backoff
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
@@ -40,13 +42,22 @@ def read_dead_letters(path: str | Path) -> list[DeadLetter]:
     ]
 
 
+async def deliver(sink: Sink, tmp_path: Path, records: Sequence[Record]) -> None:
+    """Send one batch as a runner would: through Delivery, which counts and dead-letters
+    into `tmp_path / "dead.jsonl"` (read back with `read_dead_letters`)."""
+    store = DeadLetters(tmp_path / "dead.jsonl", sink.stats)  # opened on first use
+    try:
+        assert await Delivery(sink, sink.stats, store).send(records) is None
+    finally:
+        await store.close()
+
+
 def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> AmplitudeSink:
     options: dict[str, Any] = {
         "api_key": "test-api-key",
         "hmac_key": HMAC_KEY,
         "url": str(server.make_url("/batch")),
         "identify_url": str(server.make_url("/identify")),
-        "deadletters": DeadLetters(str(tmp_path / "dead.jsonl")),
         "backoff": FAST,
         "throttle_pause_seconds": 0.05,
         "max_retry_seconds": 30.0,

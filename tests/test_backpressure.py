@@ -41,7 +41,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
     client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink], stats=stats))
     state = client.app[STATE]
     (runner,) = state.dispatcher.runners
-    runner.queue_size = 40  # busy from 36 queued records on
+    runner.buffer.queue_size = 40  # busy from 36 queued records on
     data = body([("flow.signin.submit", 1), ("screen.signin", 2)])  # 4 records a batch
     statuses = []
     for _ in range(30):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router.deadletter import DeadLetters, replay
+from router.deadletter import DeadLetters
+from router.dispatch.replay import replay
 from router.records import AmplitudeEvent, FlowEvent, Record
 
 from .spool_sinks import FakeDestination, HttpPostSink

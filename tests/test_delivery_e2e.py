@@ -13,7 +13,7 @@ from blockbuster import BlockBuster
 
 from router.app import make_app
 from router.config import AmplitudeSinkSettings, MemorySinkSettings, Settings, VwoSinkSettings
-from router.dispatch import SinkRunner
+from router.dispatch import MemoryBuffer, SinkRunner
 from router.ids import hash_id, insert_id
 from router.registry import load_registry
 from router.ruletable import Mapping, RuleTable, default_rules_path
@@ -214,7 +214,7 @@ async def test_hung_amplitude_blocks_neither_ingest_nor_other_sinks(
     await memory.wait_for(posts * 2)  # one amplitude event + one flow event per post
     await vwo.wait_for(lambda: len(vwo.events) == posts)
     assert amp.ingested == {}
-    assert amp.hung > 0 and runners["amplitude"].in_flight > 0
+    assert amp.hung > 0 and runners["amplitude"].buffer.in_flight > 0
     amp.release()
     await amp.wait_for(lambda: len(amp.ingested) == posts)
 
@@ -226,7 +226,7 @@ async def test_full_queue_is_counted(
     server = await aiohttp_server(amp.app)
     stats = Stats()
     sink = amplitude_sink(server, tmp_path)
-    runner = SinkRunner(sink, stats, queue_size=10, batch_size=5)
+    runner = SinkRunner(sink, stats, MemoryBuffer(sink.name, stats, queue_size=10, batch_size=5))
     await sink.start()
     runner.start()
     runner.submit([event(time=1 + i) for i in range(5)])

@@ -21,11 +21,12 @@ from router import bus
 from router.app import make_app
 from router.config import Settings
 from router.deadletter import DeadLetters
+from router.errors import PublishError
 from router.forward import Forwarder, build_destination
 from router.ids import insert_id, vwo_id
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable
-from router.sinks.jetstream import JetStreamSink, PublishError
+from router.sinks.jetstream import JetStreamSink
 from router.sinks.memory import MemorySink
 from router.state import STATE
 from router.stats import Stats

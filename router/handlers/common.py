@@ -9,8 +9,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..dispatch import SpoolError
-from ..errors import BadRequest, RouterError, Unavailable
+from ..errors import BadRequest, DiskFull, RouterError, SpoolError, Unavailable
 from ..flow import now_ms
 from ..mapping import RequestInfo
 from ..records import RecordBatch
@@ -54,11 +53,20 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
+# 503 with Retry-After, not 507, for a full disk too: every client already retries a 503
+# (docs/durability.md, "Disk full").
+_REFUSALS = {
+    "spool_full": "spool full",
+    "disk_full": "disk full",
+    "spool_error": "spool unavailable",
+}
+
+
 def check_capacity(state: RouterState) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
     reason = state.dispatcher.refusal
     if reason is not None:
-        what = "spool full" if reason == "spool_full" else "a sink is behind"
+        what = _REFUSALS.get(reason, "a sink is behind")
         raise Unavailable(
             f"{what}: try again later", reason, state.settings.spool.retry_after_seconds
         )
@@ -72,9 +80,10 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, SpoolError):
+            full = isinstance(outcome, DiskFull)
             raise Unavailable(
-                "spool unavailable: try again later",
-                "spool_error",
+                f"{'disk full' if full else 'spool unavailable'}: try again later",
+                "disk_full" if full else "spool_error",
                 state.settings.spool.retry_after_seconds,
             ) from outcome
         if isinstance(outcome, BaseException):

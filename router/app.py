@@ -14,7 +14,7 @@ from aiohttp import web
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
-from .dispatch import Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
+from .dispatch import DiskCheck, Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
 from .flow import FlowSigner
 from .handlers import dockerflow, sidecar
 from .handlers.common import error_middleware
@@ -103,7 +103,7 @@ def make_app(
         stats=stats,
         signer=signer,
         pipeline=pipeline,
-        dispatcher=Dispatcher(runners),
+        dispatcher=Dispatcher(runners, DiskCheck(spool.path, spool.min_free_disk_mb)),
         stash=StashService(context_store(settings), settings.context.ttl_seconds, stats),
         registry=registry if registry is not None else load_registry(rule_paths(settings)),
         deadletters=deadletters,

@@ -213,6 +213,8 @@ class SpoolSettings(Section):
     # Records a durable sink may hold in memory; beyond it new work goes to disk only.
     memory_records: Positive = 10_000
     retry_after_seconds: Positive = 5
+    # `/__heartbeat__` fails while the file system under `path` has less free space.
+    min_free_disk_mb: NonNegative = 16
 
 
 class DeadLetterSettings(Section):

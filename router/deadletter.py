@@ -159,7 +159,9 @@ class DeadLetters:
             )
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL).
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
             raise
         self.stats.incr("dlq.added", len(rows), {"destination": destination, "reason": reason})
         return len(rows)

@@ -12,10 +12,13 @@ from aiohttp.test_utils import TestServer
 
 from router.deadletter import DeadLetters
 from router.dispatch.replay import replay
-from router.records import AmplitudeEvent, FlowEvent, Record
+from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
+from .fakes.vwo import FakeVwo
 from .spool_sinks import FakeDestination, HttpPostSink
 from .test_durability import AiohttpServer
+
+VWO_SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 
 
 def flow_events(count: int) -> list[Record]:
@@ -123,3 +126,33 @@ async def test_dlq_commands(tmp_path: Path) -> None:
     assert code == 0 and "purged 1 dead letters" in out
     code, out, err = await cli("dlq", "list", "--config", str(config))
     assert out == "" and "0 shown of 0" in err
+
+
+@pytest.mark.slow
+async def test_dlq_replay_ends_when_the_destination_keeps_refusing(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    # The fake knows another account: every request is a 400, which VWO never retries.
+    fake = FakeVwo(account_id=999)
+    server = await aiohttp_server(fake.app)
+    config = tmp_path / "router.toml"
+    config.write_text(
+        f'[deadletter]\npath = "{tmp_path / "dlq.db"}"\n'
+        f'[sinks.vwo]\naccount_id = 123456\nsdk_key = "example-sdk-key"\n'
+        f'settings_path = "{VWO_SETTINGS}"\nurl = "{server.make_url("/")}"\n'
+    )
+    refused = [
+        VwoConversion(name="signin_complete", user_id=f"user-{i}", time=1_700_000_000_000 + i)
+        for i in range(3)
+    ]
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        await store.add("vwo", "bad_request", refused)
+        before = [(d.id, d.reason) for d in await store.list()]
+
+    code, out, err = await cli("dlq", "replay", "--config", str(config))
+    assert code == 1, (out, err)
+    assert "replayed 0 records" in out and "vwo: 3 records refused again" in err
+    # Replay worked on the rows it started with: one request, not one per new row.
+    assert fake.statuses == [400]
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        assert [(d.id, d.reason) for d in await store.list()] == before

@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 from ..records import Record, RecordBatch
 from .buffer import Buffer, MemoryBuffer, Ticket
+from .disk import DiskCheck
 from .runner import Delivery, SinkRunner
 from .spooled import SpoolBuffer
 
 __all__ = [
     "Buffer",
     "Delivery",
+    "DiskCheck",
     "Dispatcher",
     "MemoryBuffer",
     "SinkRunner",
@@ -29,8 +31,11 @@ __all__ = [
 class Dispatcher:
     """Hands each batch's records to every sink that takes their kind."""
 
-    def __init__(self, runners: Sequence[SinkRunner]) -> None:
+    def __init__(self, runners: Sequence[SinkRunner], disk: DiskCheck | None = None) -> None:
         self.runners = list(runners)
+        # Free space under the spool directory (which holds the spools and, by default,
+        # the dead-letter store), checked by `/__heartbeat__` when a sink is durable.
+        self.disk = disk if any(r.buffer.durable for r in self.runners) else None
         # A durable sink's refusal is named first: it is the one an operator must act on.
         self._by_urgency = sorted(self.runners, key=lambda r: not r.buffer.durable)
         self._plans = [

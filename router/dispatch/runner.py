@@ -81,17 +81,12 @@ class Delivery:
         for (kind, reason), records in groups.items():
             kind = kind or sink.dead_letter_kind
             tags = {**self._tags, "reason": reason, **({"kind": kind} if kind else {})}
-            self.stats.incr("sink.dead_lettered", len(records), tags)
-            log.warning(
-                "sink %s: %d %ss dead-lettered: %s",
-                sink.name,
-                len(records),
-                kind or "record",
-                reason,
-            )
             if self.deadletters is None:
+                # A volatile sink has no store: what it drops is gone, counted as such.
+                self.stats.incr("sink.dropped", len(records), tags)
+                log.warning("sink %s: %d records dropped: %s", sink.name, len(records), reason)
                 continue
-            own = kind is None or kind == sink.dead_letter_kind
+            own = kind == sink.dead_letter_kind
             destination = sink.name if own else f"{sink.name}-{kind}"
             try:
                 await self.deadletters.add(destination, reason, records, detail)
@@ -103,6 +98,9 @@ class Delivery:
                     exc,
                 )
                 raise DeadLetterError(str(exc)) from exc
+            self.stats.incr("sink.dead_lettered", len(records), tags)
+            noun = kind or "record"
+            log.warning("sink %s: %d %ss dead-lettered: %s", sink.name, len(records), noun, reason)
 
 
 class SinkRunner:
@@ -124,14 +122,14 @@ class SinkRunner:
         # A sink without a spool has nowhere to keep what it gave up on.
         self.delivery = Delivery(sink, stats, deadletters if self.buffer.durable else None)
         self.retry_seconds = retry_seconds
-        # A send or dead-letter write hit ENOSPC: the batch waits, ingest refuses work.
-        self.disk_full = False
+        # Set while a send or dead-letter write hits ENOSPC: the batch waits, ingest refuses.
+        self.disk_full = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
 
     @property
     def refusal(self) -> str | None:
         """Why ingest must answer 503 now, or None."""
-        return "disk_full" if self.disk_full else self.buffer.refusal
+        return "disk_full" if self.disk_full.is_set() else self.buffer.refusal
 
     def submit(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
         """Queue records without waiting (the buffer's `put`)."""
@@ -159,27 +157,37 @@ class SinkRunner:
     async def _settle(self, ticket: Ticket) -> bool:
         """Deliver a batch or give it up; False if it must stay in the spool."""
         while True:
-            error = await self.delivery.send(ticket.records)
+            error = await self._attempt(ticket.records)
             if error is None:
-                self.disk_full = False
+                self.disk_full.clear()
                 return True
             if disk_full(error) and not self.buffer.closing:
                 # Nothing is dropped for want of space: the batch waits until there is some.
-                self.disk_full = True
+                if not self.disk_full.is_set():
+                    log.error(
+                        "sink %s: disk full; refusing new work until there is room", self.sink.name
+                    )
+                    self.disk_full.set()
                 await asyncio.sleep(self.retry_seconds)
                 continue
-            if isinstance(error, DeadLetterError):
-                return False
-            if self.delivery.deadletters is None:
-                return True  # counted as failed; a volatile sink has nowhere to keep it
-            try:
-                await self.delivery.dead_letter(
-                    [Dropped("sink_error", r) for r in ticket.records],
-                    detail=f"{type(error).__name__}: {error}",
-                )
-            except DeadLetterError:
-                return False
-            return True
+            # A volatile sink's failed batch is counted and lost; a durable one's stays.
+            return not isinstance(error, DeadLetterError)
+
+    async def _attempt(self, records: list[Record]) -> Exception | None:
+        """Send once; a durable sink's failed batch is dead-lettered (`sink_error`)."""
+        error = await self.delivery.send(records)
+        if error is None or isinstance(error, DeadLetterError):
+            return error
+        if self.delivery.deadletters is None:
+            return error if disk_full(error) else None
+        try:
+            await self.delivery.dead_letter(
+                [Dropped("sink_error", r) for r in records],
+                detail=f"{type(error).__name__}: {error}",
+            )
+        except DeadLetterError as exc:
+            return exc
+        return None
 
     async def flush(self) -> None:
         """Wait until everything queued so far (and spooled) has been handed to the sink."""

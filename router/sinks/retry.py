@@ -112,7 +112,8 @@ class Backoff:
                 return attempt
             attempt += 1
             total += self.ceiling(attempt)
-        return attempt + max(0, math.floor((seconds - total) / self.cap))
+        # A little slack, so that 0.03 s of 0.01 s waits is three, not two.
+        return attempt + max(0, math.floor((seconds - total) / self.cap + 1e-9))
 
 
 Attempt = Callable[[list[T]], Awaitable[Action]]

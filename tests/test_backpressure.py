@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import ClassVar
 
 from router.app import make_app
 from router.config import Settings
-from router.records import Record
 from router.ruletable import RuleTable
-from router.sinks.base import Kind, Sink
 from router.state import STATE
 from router.stats import Stats
 
 from .conftest import AiohttpClient
 from .helpers import body
-
-
-class GatedSink(Sink):
-    """Takes nothing until its gate opens."""
-
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo"})
-
-    def __init__(self) -> None:
-        super().__init__("gated")
-        self.gate = asyncio.Event()
-        self.records: list[Record] = []
-
-    async def send(self, records: Sequence[Record]) -> None:
-        await self.gate.wait()
-        self.records.extend(records)
+from .spool_sinks import VolatileGatedSink
 
 
 async def test_busy_sink_gives_503_and_nothing_is_dropped(
     aiohttp_client: AiohttpClient, settings: Settings, rules: RuleTable
 ) -> None:
     stats = Stats()
-    sink = GatedSink()
+    sink = VolatileGatedSink(up=False)
     client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink], stats=stats))
     state = client.app[STATE]
     (runner,) = state.dispatcher.runners
@@ -57,7 +39,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
         stats.get("request.rejected", endpoint="/metrics", reason="sink_busy", status="503")
         == 30 - accepted
     )
-    sink.gate.set()
+    sink.up.set()
     await state.dispatcher.flush()
     assert len(sink.records) == 4 * accepted  # every accepted record delivered
     assert stats.total("sink.dropped") == 0

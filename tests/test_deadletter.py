@@ -14,8 +14,8 @@ from router.deadletter import DeadLetters
 from router.dispatch.replay import replay
 from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
+from .destinations import DedupDestination, FlowPostSink
 from .fakes.vwo import FakeVwo
-from .spool_sinks import FakeDestination, HttpPostSink
 from .test_durability import AiohttpServer
 
 VWO_SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
@@ -60,9 +60,9 @@ async def test_add_list_get_purge(tmp_path: Path) -> None:
 async def test_replay_delivers_and_the_destination_dedups(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    dest = FakeDestination()
+    dest = DedupDestination()
     server: TestServer = await aiohttp_server(dest.app)
-    sink = HttpPostSink("http", str(server.make_url("/events")))
+    sink = FlowPostSink("http", str(server.make_url("/events")))
     records = flow_events(5)
     async with DeadLetters(tmp_path / "dlq.db") as store, sink:
         await store.add("http", "timeout", records)

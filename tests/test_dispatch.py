@@ -14,7 +14,7 @@ from router.sinks.base import Dropped, Kind, Sink
 from router.spool import Spool
 from router.stats import Stats
 
-from .spool_sinks import GatedSink
+from .spool_sinks import GatedSink, VolatileGatedSink
 
 
 def events(start: int, count: int) -> list[Record]:
@@ -153,8 +153,7 @@ async def test_partial_drop_is_counted_and_dead_lettered_once(tmp_path: Path) ->
 
 async def test_volatile_sink_failure_is_counted_and_the_runner_goes_on() -> None:
     stats = Stats()
-    sink = GatedSink("volatile")
-    sink.durable = False  # type: ignore[misc]
+    sink = VolatileGatedSink("volatile")
     sink.fail_next = 1
     runner = await running(SinkRunner(sink, stats, MemoryBuffer("volatile", stats, batch_size=2)))
     runner.submit(events(0, 2))

@@ -31,9 +31,10 @@ from router.sinks.memory import MemorySink
 from router.state import STATE
 from router.stats import Stats
 
-from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
+from .bus_support import NatsServer, bus_conf
 from .conftest import AiohttpClient
 from .delivery_helpers import HMAC_KEY, AiohttpServer, amplitude_sink, event, read_dead_letters
+from .destinations import ID_KEY, DedupDestination, HttpPostSink
 from .fakes.amplitude import FakeAmplitude
 from .helpers import body
 
@@ -47,9 +48,9 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
 
 
 @pytest.fixture
-async def destination(aiohttp_server: object) -> AsyncIterator[tuple[Destination, str]]:
-    dest = Destination()
-    server: TestServer = await aiohttp_server(dest.app())  # type: ignore[operator]
+async def destination(aiohttp_server: object) -> AsyncIterator[tuple[DedupDestination, str]]:
+    dest = DedupDestination()
+    server: TestServer = await aiohttp_server(dest.app)  # type: ignore[operator]
     yield dest, str(server.make_url("/events"))
 
 
@@ -148,7 +149,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     rules: RuleTable,
-    destination: tuple[Destination, str],
+    destination: tuple[DedupDestination, str],
     tmp_path: Path,
 ) -> None:
     dest, url = destination
@@ -173,14 +174,14 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     await dest.wait_for(produced)
     stop.set()
     await task
-    assert len(dest.accepted) == produced and dest.duplicates == 0
-    got = sorted(r["insert_id"] for r in dest.accepted.values() if "insert_id" in r)
+    assert len(dest.received) == produced and dest.duplicates == 0
+    got = sorted(r["insert_id"] for r in dest.received.values() if "insert_id" in r)
     assert len(got) == len(memory.amplitude)
     assert forwarder.stats.total("forward.delivered") == produced
 
 
 async def test_a_failed_delivery_is_retried_after_a_delay(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.2)
@@ -200,7 +201,7 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
 
 
 async def test_after_max_deliver_failures_messages_are_dead_lettered(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05, max_deliver=2)
@@ -219,7 +220,7 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
             await asyncio.wait({task}, timeout=0.05)
     stop.set()
     await task
-    assert not dest.accepted and dest.requests == 2
+    assert not dest.received and dest.requests == 2
     assert stats.total("forward.retried") == 2
     await store.close()
     letters = read_dead_letters(store.path)
@@ -240,7 +241,7 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
 
 
 async def test_undecodable_messages_are_dead_lettered_not_redelivered(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -276,7 +277,7 @@ async def forward_until(forwarder: Forwarder, counter: str) -> None:
 
 
 async def test_a_dead_letter_the_store_cannot_take_comes_back(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     _, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05)
@@ -380,7 +381,7 @@ def test_forward_refuses_unknown_or_unconfigured_destinations(settings: Settings
 
 
 async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
@@ -404,7 +405,7 @@ async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
     second.send_signal(signal.SIGTERM)
     rest = await finish(second)
     assert second.returncode == 0, rest
-    assert len(dest.accepted) == 400
+    assert len(dest.received) == 400
     # The killed forwarder's batch reached the destination only after it died (held
     # at the gate), so it was delivered twice: once by the dead one, once redelivered.
     # The destination's id dedup (Amplitude's insert_id) keeps it once.
@@ -412,7 +413,7 @@ async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
 
 
 async def test_no_loss_when_nats_server_restarts(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
@@ -430,7 +431,7 @@ async def test_no_loss_when_nats_server_restarts(
     await dest.wait_for(400, timeout=30)
     proc.send_signal(signal.SIGTERM)
     await finish(proc)
-    assert len(dest.accepted) == 400
+    assert len(dest.received) == 400
     # Records 150-199 were replayed after the restart. JetStream drops them by
     # Nats-Msg-Id only if its duplicate-window state survived the restart, which it
     # does not always do; then they are delivered again and the destination's id

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from fakes.amplitude import FakeAmplitude
+from fakes.vwo import FakeVwo
 from router.dispatch import MemoryBuffer, SinkRunner
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.sinks.amplitude import AmplitudeSink
 from router.sinks.base import Sink
 from router.sinks.vwo import VwoSink
 from router.stats import Stats
-from tests.fakes.amplitude import FakeAmplitude
-from tests.fakes.vwo import FakeVwo
 
 VWO_SETTINGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "vwo-settings.json"
 DEVICE = "0f3a6c1e9b7d4e2a8c5b1d0e7f6a9b3c"

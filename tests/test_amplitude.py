@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes.amplitude import FakeAmplitude
 from router.ids import hash_id, insert_id
 from router.sinks.amplitude import (
     BadRequest,
@@ -35,7 +36,6 @@ from .delivery_helpers import (
     event,
     read_dead_letters,
 )
-from .fakes.amplitude import FakeAmplitude
 
 KEY = HMAC_KEY.encode()
 

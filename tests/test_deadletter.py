@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
+from fakes.vwo import FakeVwo
 from router.deadletter import DeadLetters
 from router.dispatch.replay import replay
 from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
 from .destinations import DedupDestination, FlowPostSink
-from .fakes.vwo import FakeVwo
 from .test_durability import AiohttpServer
 
 VWO_SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"

@@ -11,6 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from blockbuster import BlockBuster
 
+from fakes.amplitude import FakeAmplitude
+from fakes.vwo import FakeVwo
 from router.app import make_app
 from router.config import AmplitudeSinkSettings, MemorySinkSettings, Settings, VwoSinkSettings
 from router.dispatch import MemoryBuffer, SinkRunner
@@ -24,8 +26,6 @@ from router.stats import Stats
 
 from .conftest import AiohttpClient
 from .delivery_helpers import HMAC_KEY, UID, AiohttpServer, amplitude_sink, event
-from .fakes.amplitude import FakeAmplitude
-from .fakes.vwo import FakeVwo
 from .helpers import body
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"

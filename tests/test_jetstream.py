@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from nats.errors import TimeoutError as NatsTimeout
 
+from fakes.amplitude import FakeAmplitude
 from router import bus
 from router.app import make_app
 from router.config import Settings
@@ -35,7 +36,6 @@ from .bus_support import NatsServer, bus_conf
 from .conftest import AiohttpClient
 from .delivery_helpers import HMAC_KEY, AiohttpServer, amplitude_sink, event, read_dead_letters
 from .destinations import ID_KEY, DedupDestination, HttpPostSink
-from .fakes.amplitude import FakeAmplitude
 from .helpers import body
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
+from fakes.vwo import FakeVwo
 from router.records import VwoConversion
 from router.sinks.vwo import VwoSink, metric_identifiers, visitor_id
 from router.stats import Stats
 
 from .delivery_helpers import FAST, UID, AiohttpServer, deliver, read_dead_letters
-from .fakes.vwo import FakeVwo
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 

@@ -59,9 +59,8 @@ async def _measure(
     sink: Sink, make: Callable[[int], Record], batch_size: int, duration_s: float
 ) -> float:
     stats = Stats()
-    runner = SinkRunner(
-        sink, stats, MemoryBuffer(sink.name, stats, queue_size=1_000_000, batch_size=batch_size)
-    )
+    buffer = MemoryBuffer(sink.name, stats, queue_size=1_000_000, batch_size=batch_size)
+    runner = SinkRunner(sink, stats, buffer)
     await sink.start()
     runner.start()
     i = 0
@@ -75,13 +74,13 @@ async def _measure(
         return now < end or (stats.get("sink.sent", sink=sink.name) == 0 and now < give_up)
 
     while more():
-        if len(runner.buffer.queue) < batch_size * 8:
+        if len(buffer.queue) < batch_size * 8:
             runner.submit([make(i + k) for k in range(batch_size * 4)])
             i += batch_size * 4
         await asyncio.sleep(0.001)
     delivered = stats.get("sink.sent", sink=sink.name)
     elapsed = time.perf_counter() - start
-    runner.buffer.queue.clear()
+    buffer.queue.clear()
     await runner.close(10.0)
     return delivered / elapsed
 

@@ -2,11 +2,11 @@
 
 `metrics-router forward --destination NAME` runs one. Several forwarders of one
 destination share one durable pull consumer (`forward-<NAME>`), so JetStream spreads
-the messages between them; a message is acknowledged only after the sink's `send`
-returned (delivered, or dead-lettered by the sink itself), and is redelivered if a
-forwarder dies holding it. Sending goes through the runner's `Delivery` (the one
-failure path: counts, dead-letters what the sink dropped); a failed send naks the
-batch with a delay; a message that cannot be decoded, or that failed `max_deliver`
+the messages between them. A forwarder is a `SinkRunner` whose buffer is the consumer
+(`BusBuffer`: take = fetch, ack = ack, keep = nak), so it shares the router's loop and
+failure path (`Delivery`): a message is acknowledged only once its record is delivered
+or dead-lettered, and is redelivered if a forwarder dies holding it; a failed send naks
+the batch with a delay; a message that cannot be decoded, or that failed `max_deliver`
 times, is written to the dead-letter store and terminated.
 """
 
@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import msgspec
@@ -29,7 +29,8 @@ from nats.js.errors import BadRequestError
 from . import bus
 from .config import JetStreamSinkSettings, Settings, deadletter_path
 from .deadletter import DeadLetters
-from .dispatch.runner import Delivery
+from .dispatch.buffer import Ticket
+from .dispatch.runner import Delivery, SinkRunner
 from .errors import ConfigError, DeadLetterError
 from .records import Record
 from .sinks import FACTORIES, Sink
@@ -38,6 +39,9 @@ from .sinks.retry import Backoff
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+# How long a stopping forwarder may take to finish the batch in hand.
+FINISH_SECONDS = 3600.0
 
 
 def build_destination(
@@ -119,7 +123,9 @@ class Forwarder:
             sub = await self._bind(js, stop)
             if sub is None:
                 return
-            async with self.sink:
+            runner = SinkRunner(self.sink, self.stats, BusBuffer(self, sub), self.deadletters)
+            await self.sink.start()
+            try:
                 log.info(
                     "forwarder %s ready: consumer %s on stream %s (%s)",
                     self.destination,
@@ -129,11 +135,11 @@ class Forwarder:
                 )
                 if ready is not None:
                     ready.set()
-                loops = [
-                    asyncio.create_task(self._loop(sub, stop))
-                    for _ in range(max(1, self.sink.concurrency))
-                ]
-                await asyncio.gather(*loops)
+                runner.start()
+                await stop.wait()
+            finally:
+                # The batch in hand is finished (acked or naked) before the sink closes.
+                await runner.close(FINISH_SECONDS)
         finally:
             await bus.close(nc)
 
@@ -168,22 +174,8 @@ class Forwarder:
                     await asyncio.wait_for(stop.wait(), delay)
         return None
 
-    async def _loop(self, sub: object, stop: asyncio.Event) -> None:
-        fetch = sub.fetch  # type: ignore[attr-defined]
-        while not stop.is_set():
-            try:
-                msgs: list[Msg] = await fetch(self.conf.fetch_batch, timeout=1.0)
-            except NatsTimeout:
-                continue
-            except (NatsError, OSError) as exc:
-                log.warning("forward %s: fetch failed: %r", self.destination, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                continue
-            await self.handle(msgs)
-
-    async def handle(self, msgs: Sequence[Msg]) -> None:
-        """Deliver one fetched batch, then ack, nak or dead-letter each message."""
+    async def decode(self, msgs: Sequence[Msg]) -> tuple[list[Record], list[Msg]]:
+        """The records of a fetched batch and their messages; the others are dead-lettered."""
         records: list[Record] = []
         held: list[Msg] = []
         for msg in msgs:
@@ -196,21 +188,15 @@ class Forwarder:
                 await self.dead_letter([msg], f"undecodable: {exc}")
                 continue
             held.append(msg)
-        if not held:
-            return
-        keepalive = asyncio.create_task(self._keep_alive(held))
-        try:
-            error = await self.delivery.send(records)
-        finally:
-            keepalive.cancel()
-        if error is not None:
-            await self._retry_later(held, repr(error))
-            return
-        for msg in held:
-            await msg.ack()
-        self.stats.incr("forward.delivered", len(held), self._tags)
+        return records, held
 
-    async def _retry_later(self, msgs: Sequence[Msg], reason: str) -> None:
+    async def acked(self, msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            await msg.ack()
+        self.stats.incr("forward.delivered", len(msgs), self._tags)
+
+    async def retry_later(self, msgs: Sequence[Msg], reason: str) -> None:
+        """Nak for a later delivery, or dead-letter what was on its last one."""
         last = self.conf.max_deliver
         final = [m for m in msgs if last and m.metadata.num_delivered >= last]
         again = [m for m in msgs if not (last and m.metadata.num_delivered >= last)]
@@ -221,7 +207,7 @@ class Forwarder:
         if final:
             await self.dead_letter(final, f"delivery failed {last} times: {reason}")
 
-    async def _keep_alive(self, msgs: Sequence[Msg]) -> None:
+    async def keep_alive(self, msgs: Sequence[Msg]) -> None:
         # A slow delivery (destination backing off) must not let ack_wait expire and
         # hand the same messages to another forwarder meanwhile.
         while True:
@@ -259,6 +245,91 @@ class Forwarder:
         # Kept as published (the pipeline's form, like every dead letter), so that
         # `dlq replay` sends it through the destination sink exactly as the first time.
         return record
+
+
+class BusTicket(Ticket):
+    """A fetched batch: its records, and the messages to ack or nak."""
+
+    __slots__ = ("msgs", "keepalive")
+
+    def __init__(self, records: list[Record], msgs: list[Msg], keepalive: asyncio.Task[None]):
+        super().__init__(records, [])
+        self.msgs = msgs
+        self.keepalive = keepalive
+
+
+class BusBuffer:
+    """The JetStream consumer as the runner's buffer: take = fetch, ack = ack, keep = nak.
+
+    It redelivers what it keeps (after `retry_delay_seconds`, or dead-letters it on its
+    last delivery), so the runner never gives a batch up itself.
+    """
+
+    durable = True
+    redelivers = True
+    queued = 0
+    refusal = None
+
+    def __init__(self, forwarder: Forwarder, sub: object) -> None:
+        self.forwarder = forwarder
+        self.fetch = sub.fetch  # type: ignore[attr-defined]
+        self.closing = False
+        self._stopped = asyncio.Event()
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
+        raise TypeError("a forwarder's records come from the bus")
+
+    async def open(self) -> None:
+        """The consumer is bound before the buffer is made."""
+
+    def start(self) -> None:
+        """Nothing runs in the background but the keep-alives of batches in hand."""
+
+    async def take(self) -> Ticket | None:
+        fwd = self.forwarder
+        while not self.closing:
+            try:
+                msgs: list[Msg] = await self.fetch(fwd.conf.fetch_batch, timeout=1.0)
+            except NatsTimeout:
+                continue
+            except (NatsError, OSError) as exc:
+                log.warning("forward %s: fetch failed: %r", fwd.destination, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), 1.0)
+                continue
+            records, held = await fwd.decode(msgs)
+            if held:
+                return BusTicket(records, held, asyncio.create_task(fwd.keep_alive(held)))
+        return None
+
+    def _after(self, ticket: Ticket, settle: Coroutine[Any, Any, None]) -> None:
+        assert isinstance(ticket, BusTicket)
+        ticket.keepalive.cancel()
+        task = asyncio.create_task(settle)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    def ack(self, ticket: Ticket) -> None:
+        assert isinstance(ticket, BusTicket)
+        self._after(ticket, self.forwarder.acked(ticket.msgs))
+
+    def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
+        assert isinstance(ticket, BusTicket)
+        self._after(ticket, self.forwarder.retry_later(ticket.msgs, repr(error)))
+
+    async def flush(self) -> None:
+        await asyncio.gather(*self._settling)
+
+    def stop(self) -> None:
+        self.closing = True
+        self._stopped.set()
+
+    def abandon(self) -> None:
+        """Unacked messages are redelivered by JetStream after ack_wait: nothing to do."""
+
+    async def close(self, timeout: float) -> None:
+        await self.flush()
 
 
 def forward(settings: Settings, destination: str) -> None:

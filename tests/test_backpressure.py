@@ -6,6 +6,7 @@ import asyncio
 
 from router.app import make_app
 from router.config import Settings
+from router.dispatch import MemoryBuffer
 from router.ruletable import RuleTable
 from router.state import STATE
 from router.stats import Stats
@@ -23,6 +24,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
     client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink], stats=stats))
     state = client.app[STATE]
     (runner,) = state.dispatcher.runners
+    assert isinstance(runner.buffer, MemoryBuffer)
     runner.buffer.queue_size = 40  # busy from 36 queued records on
     data = body([("flow.signin.submit", 1), ("screen.signin", 2)])  # 4 records a batch
     statuses = []

@@ -54,23 +54,34 @@ def resolve(waiter: asyncio.Future[None] | None) -> None:
 
 
 class Buffer(Protocol):
-    """What a runner needs of a buffer."""
+    """What a runner needs of a buffer (MemoryBuffer, SpoolBuffer, the forwarder's BusBuffer)."""
 
+    # Survives a restart: a failed batch is given up (dead-lettered) rather than lost.
+    durable: bool
+    # Takes back what it keeps and hands it out again later (the bus): never give up.
+    redelivers: bool
     queued: int
+    closing: bool
 
+    @property
+    def refusal(self) -> str | None: ...
     def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None: ...
     async def take(self) -> Ticket | None: ...
     def ack(self, ticket: Ticket) -> None: ...
-    def keep(self, ticket: Ticket) -> None: ...
+    def keep(self, ticket: Ticket, error: Exception | None = None) -> None: ...
+    async def open(self) -> None: ...
+    def start(self) -> None: ...
     async def flush(self) -> None: ...
-    @property
-    def refusal(self) -> str | None: ...
+    def stop(self) -> None: ...
+    def abandon(self) -> None: ...
+    async def close(self, timeout: float) -> None: ...
 
 
 class MemoryBuffer:
     """A bounded in-memory queue of chunks; batches are cut across chunk boundaries."""
 
     durable = False
+    redelivers = False
 
     def __init__(
         self,
@@ -191,7 +202,7 @@ class MemoryBuffer:
         """The batch is delivered, or dead-lettered: forget it."""
         self._settle(ticket, keep=False)
 
-    def keep(self, ticket: Ticket) -> None:
+    def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
         """The batch failed and could not be dead-lettered (in memory: lost, as counted)."""
         self._settle(ticket, keep=True)
 

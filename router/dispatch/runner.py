@@ -18,7 +18,7 @@ from ..records import Record
 from ..sinks.base import Dropped, Sink
 from ..spool import is_disk_full
 from ..stats import Stats
-from .buffer import MemoryBuffer, Ticket
+from .buffer import Buffer, MemoryBuffer, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class SinkRunner:
         self,
         sink: Sink,
         stats: Stats,
-        buffer: MemoryBuffer | None = None,
+        buffer: Buffer | None = None,
         deadletters: DeadLetters | None = None,
         *,
         retry_seconds: float = 1.0,
@@ -118,7 +118,7 @@ class SinkRunner:
         self.sink = sink
         self.stats = stats
         sink.stats = stats
-        self.buffer = buffer or MemoryBuffer(sink.name, stats)
+        self.buffer: Buffer = buffer or MemoryBuffer(sink.name, stats)
         # A sink without a spool has nowhere to keep what it gave up on.
         self.delivery = Delivery(sink, stats, deadletters if self.buffer.durable else None)
         self.retry_seconds = retry_seconds
@@ -149,34 +149,35 @@ class SinkRunner:
         buffer = self.buffer
         while (ticket := await buffer.take()) is not None:
             # Cancelled in here: neither acked nor kept, so it stays staged or spooled.
-            if await self._settle(ticket):
+            error = await self._settle(ticket)
+            if error is None:
                 buffer.ack(ticket)
             else:
-                buffer.keep(ticket)
+                buffer.keep(ticket, error)
 
-    async def _settle(self, ticket: Ticket) -> bool:
-        """Deliver a batch or give it up; False if it must stay in the spool."""
+    async def _settle(self, ticket: Ticket) -> Exception | None:
+        """Deliver a batch or give it up; the error if it must stay in the buffer."""
         while True:
             error = await self._attempt(ticket.records)
             if error is None:
                 self.disk_full.clear()
-                return True
+                return None
             if disk_full(error) and not self.buffer.closing:
                 # Nothing is dropped for want of space: the batch waits until there is some.
                 if not self.disk_full.is_set():
                     log.error(
-                        "sink %s: disk full; refusing new work until there is room", self.sink.name
+                        "sink %s: disk full; refusing work until there is room", self.sink.name
                     )
                     self.disk_full.set()
                 await asyncio.sleep(self.retry_seconds)
                 continue
-            # A volatile sink's failed batch is counted and lost; a durable one's stays.
-            return not isinstance(error, DeadLetterError)
+            return error
 
     async def _attempt(self, records: list[Record]) -> Exception | None:
-        """Send once; a durable sink's failed batch is dead-lettered (`sink_error`)."""
+        """Send once. What failed is dead-lettered (`sink_error`) by a durable buffer that
+        does not redeliver, counted and forgotten by a volatile one, handed back otherwise."""
         error = await self.delivery.send(records)
-        if error is None or isinstance(error, DeadLetterError):
+        if error is None or isinstance(error, DeadLetterError) or self.buffer.redelivers:
             return error
         if self.delivery.deadletters is None:
             return error if disk_full(error) else None

@@ -114,6 +114,9 @@ class JetStreamSink(Sink):
                 self.duplicates += 1
         return sorted(failed)
 
+    def _retried(self, amount: int, reason: str) -> None:
+        self.stats.incr("sink.retried", amount, {"sink": self.name, "reason": reason})
+
     async def _attempt(self, messages: list[Message]) -> Action:
         failed = await self._publish(messages)
         if not failed:
@@ -127,7 +130,7 @@ class JetStreamSink(Sink):
 
     async def send(self, records: Sequence[Record]) -> None:
         messages = [m for m in map(self._message, records) if m is not None]
-        lost = await self.policy.run(messages, self._attempt)
+        lost = await self.policy.run(messages, self._attempt, on_retry=self._retried)
         if lost:
             # Not a drop: the batch stays buffered and is published again later.
             raise PublishError(f"{len(lost)} records not acknowledged by JetStream")

@@ -346,7 +346,11 @@ def forward(settings: Settings, destination: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await forwarder.run(stop)
+        try:
+            await forwarder.run(stop)
+        finally:
+            # This process's store: no sink owns it (their aclose leaves it alone).
+            await store.close()
         log.info("forwarder %s stopped", destination)
 
     loop = new_event_loop()

@@ -71,11 +71,13 @@ Record = AmplitudeEvent | FlowEvent | VwoConversion
 # -- kinds: the one definition of "which kind of record is this" ---------------------------
 
 Kind = Literal["amplitude", "flow", "vwo"]
+# In the order a sink taking several kinds gets a request's records.
 TYPES: dict[Kind, type[Record]] = {
-    "amplitude": AmplitudeEvent,
     "flow": FlowEvent,
+    "amplitude": AmplitudeEvent,
     "vwo": VwoConversion,
 }
+KINDS: tuple[Kind, ...] = tuple(TYPES)
 _KIND_OF: dict[type[Any], Kind] = {tp: kind for kind, tp in TYPES.items()}
 
 

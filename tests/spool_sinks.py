@@ -6,8 +6,20 @@ import asyncio
 from collections.abc import Sequence
 from typing import ClassVar
 
-from router.records import Record
+from router.records import FlowEvent, Record
 from router.sinks.memory import MemorySink
+
+
+def events(start: int, count: int) -> list[Record]:
+    """`count` flow events whose times are start, start + 1, ..."""
+    return [
+        FlowEvent(event=f"e{i}", flow_id="f" * 32, flow_time=i, time=i)
+        for i in range(start, start + count)
+    ]
+
+
+def times(records: Sequence[Record]) -> list[int]:
+    return [r.time for r in records]
 
 
 class GatedSink(MemorySink):

@@ -11,16 +11,19 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from router.app import make_app
 from router.config import Settings
 from router.dispatch import SpoolBuffer
 from router.errors import SpoolError
 from router.ruletable import RuleTable
+from router.sinks.base import Sink
 from router.sinks.log import LogSink
 from router.state import STATE
 from router.stats import Stats
@@ -62,25 +65,38 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def disk_settings(settings: Settings, disk: Path) -> Settings:
-    settings.spool.path = str(disk / "spool")
-    settings.spool.commit_interval_ms = 20
-    settings.spool.memory_records = 10_000
-    settings.spool.retry_after_seconds = 3
-    settings.spool.min_free_disk_mb = 1
-    return settings
+Start = Callable[..., Awaitable[tuple[web.Application, TestClient[web.Request, web.Application]]]]
 
 
-async def test_full_spool_answers_503_and_recovers(
+@pytest.fixture
+def start(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     rules: RuleTable,
     stats: Stats,
     small_disk: Path,
+) -> Start:
+    """The router with its spool (and dead-letter store) on the small disk, and one sink."""
+
+    async def go(
+        sink: Sink, strict: bool = False
+    ) -> tuple[web.Application, TestClient[web.Request, web.Application]]:
+        settings.spool.path = str(small_disk / "spool")
+        settings.spool.commit_interval_ms = 20
+        settings.spool.retry_after_seconds = 3
+        settings.spool.min_free_disk_mb = 1
+        settings.spool.strict = strict
+        app = make_app(settings, rules=rules, sinks=[sink], stats=stats)
+        return app, await aiohttp_client(app)
+
+    return go
+
+
+async def test_full_spool_answers_503_and_recovers(
+    start: Start, stats: Stats, small_disk: Path
 ) -> None:
     sink = GatedSink(up=False)
-    app = make_app(disk_settings(settings, small_disk), rules=rules, sinks=[sink], stats=stats)
-    client = await aiohttp_client(app)
+    app, client = await start(sink)
     buffer = app[STATE].dispatcher.runners[0].buffer
     assert isinstance(buffer, SpoolBuffer)
     assert (await client.get("/__heartbeat__")).status == 200
@@ -119,16 +135,10 @@ async def test_full_spool_answers_503_and_recovers(
 
 
 async def test_strict_request_on_a_full_disk_is_refused(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    stats: Stats,
-    small_disk: Path,
+    start: Start, stats: Stats, small_disk: Path
 ) -> None:
-    disk_settings(settings, small_disk).spool.strict = True
     sink = GatedSink(up=False)
-    app = make_app(settings, rules=rules, sinks=[sink], stats=stats)
-    client = await aiohttp_client(app)
+    app, client = await start(sink, strict=True)
     filler = fill(small_disk)
     resp = await client.post("/metrics", json=body([("flow.signin.engage", 1)]))
     # Strict mode promises "on disk" with the 200: here it cannot, so no 200.
@@ -149,16 +159,11 @@ async def test_strict_request_on_a_full_disk_is_refused(
 
 
 async def test_full_dead_letter_store_keeps_the_batch(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    stats: Stats,
-    small_disk: Path,
+    start: Start, stats: Stats, small_disk: Path
 ) -> None:
     sink = GatedSink()
     sink.fail_next = 1_000_000  # the destination refuses everything: all of it dead-letters
-    app = make_app(disk_settings(settings, small_disk), rules=rules, sinks=[sink], stats=stats)
-    client = await aiohttp_client(app)
+    app, client = await start(sink)
     state = app[STATE]
     runner = state.dispatcher.runners[0]
     runner.retry_seconds = 0.01
@@ -182,16 +187,11 @@ async def test_full_dead_letter_store_keeps_the_batch(
 
 
 async def test_full_log_file_answers_503_and_loses_no_line(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    rules: RuleTable,
-    stats: Stats,
-    small_disk: Path,
+    start: Start, stats: Stats, small_disk: Path
 ) -> None:
     log_path = small_disk / "events.log"
     sink = LogSink("log", str(log_path))
-    app = make_app(disk_settings(settings, small_disk), rules=rules, sinks=[sink], stats=stats)
-    client = await aiohttp_client(app)
+    app, client = await start(sink)
     state = app[STATE]
     runner = state.dispatcher.runners[0]
     runner.retry_seconds = 0.01

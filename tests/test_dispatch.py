@@ -9,23 +9,12 @@ from typing import ClassVar
 
 from router.deadletter import DeadLetters
 from router.dispatch import MemoryBuffer, SinkRunner, SpoolBuffer
-from router.records import FlowEvent, Record
+from router.records import Record
 from router.sinks.base import Dropped, Kind, Sink
 from router.spool import Spool
 from router.stats import Stats
 
-from .spool_sinks import GatedSink, VolatileGatedSink
-
-
-def events(start: int, count: int) -> list[Record]:
-    return [
-        FlowEvent(event=f"e{i}", flow_id="f" * 32, flow_time=i, time=i)
-        for i in range(start, start + count)
-    ]
-
-
-def times(records: Sequence[Record]) -> list[int]:
-    return [r.time for r in records]
+from .spool_sinks import GatedSink, VolatileGatedSink, events, times
 
 
 class Picky(Sink):

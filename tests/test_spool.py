@@ -12,7 +12,7 @@ from router.app import make_app
 from router.config import Settings
 from router.deadletter import DeadLetters
 from router.dispatch import SinkRunner, SpoolBuffer
-from router.records import FlowEvent, Record
+from router.records import FlowEvent
 from router.records import decode_batch as decode_records
 from router.records import encode_batch as encode_records
 from router.ruletable import RuleTable
@@ -22,18 +22,7 @@ from router.stats import Stats
 
 from .conftest import AiohttpClient
 from .helpers import body
-from .spool_sinks import GatedSink
-
-
-def events(start: int, count: int) -> list[Record]:
-    return [
-        FlowEvent(event=f"e{i}", flow_id="f" * 32, flow_time=i, time=i)
-        for i in range(start, start + count)
-    ]
-
-
-def times(records: list[Record]) -> list[int]:
-    return [r.time for r in records]
+from .spool_sinks import GatedSink, events, times
 
 
 def runner_for(

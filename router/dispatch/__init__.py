@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ..records import Record, RecordBatch
+from ..records import KINDS, Record, RecordBatch
 from .buffer import Buffer, MemoryBuffer, Ticket
 from .disk import DiskCheck
 from .runner import Delivery, SinkRunner
@@ -39,7 +39,7 @@ class Dispatcher:
         # A durable sink's refusal is named first: it is the one an operator must act on.
         self._by_urgency = sorted(self.runners, key=lambda r: not r.buffer.durable)
         self._plans = [
-            (r, [kind for kind in ("flow", "amplitude", "vwo") if kind in r.sink.kinds])
+            (r, [kind for kind in KINDS if kind in r.sink.kinds])
             for r in self.runners
             if r.sink.kinds
         ]

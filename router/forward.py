@@ -318,6 +318,9 @@ class BusBuffer:
         assert isinstance(ticket, BusTicket)
         self._after(ticket, self.forwarder.retry_later(ticket.msgs, repr(error)))
 
+    def retain(self, dropped: Dropped) -> bool:
+        return False
+
     async def flush(self) -> None:
         await asyncio.gather(*self._settling)
 

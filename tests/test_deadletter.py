@@ -16,6 +16,8 @@ from router.dispatch.replay import replay
 from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
 from .destinations import DedupDestination, FlowPostSink
+from .spool_sinks import GatedSink
+from .test_dispatch import Picky
 from .test_durability import AiohttpServer
 
 VWO_SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
@@ -156,3 +158,31 @@ async def test_dlq_replay_ends_when_the_destination_keeps_refusing(
     assert fake.statuses == [400]
     async with DeadLetters(tmp_path / "dlq.db") as store:
         assert [(d.id, d.reason) for d in await store.list()] == before
+
+
+async def test_replay_keeps_what_is_refused_again_and_stops_on_a_failing_sink(
+    tmp_path: Path,
+) -> None:
+    picky = Picky()  # refuses the records with an odd time
+    failing = GatedSink("failing")
+    failing.fail_next = 1
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        await store.add(
+            "picky",
+            "timeout",
+            [FlowEvent(event="e", flow_id="f", flow_time=0, time=t) for t in range(4)],
+        )
+        await store.add("failing", "timeout", flow_events(2))
+        result = await replay(store, {"picky": picky, "failing": failing})
+        assert result.sent == 2 and result.refused == {"picky": 2}
+        assert result.failed == {"failing": "RuntimeError: destination refused the batch"}
+        assert not result.ok
+        left = await store.list()
+        # The refused rows are the same rows, not new ones; the failed destination kept all.
+        assert [(d.id, d.destination) for d in left] == [
+            (2, "picky"),
+            (4, "picky"),
+            (5, "failing"),
+            (6, "failing"),
+        ]
+        assert failing.attempts == 1 and failing.records == []

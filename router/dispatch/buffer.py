@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..records import Record
+from ..sinks.base import Dropped
 from ..stats import Stats
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Buffer(Protocol):
     async def take(self) -> Ticket | None: ...
     def ack(self, ticket: Ticket) -> None: ...
     def keep(self, ticket: Ticket, error: Exception | None = None) -> None: ...
+    def retain(self, dropped: Dropped) -> bool: ...
     async def open(self) -> None: ...
     def start(self) -> None: ...
     async def flush(self) -> None: ...
@@ -205,6 +207,10 @@ class MemoryBuffer:
     def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
         """The batch failed and could not be dead-lettered (in memory: lost, as counted)."""
         self._settle(ticket, keep=True)
+
+    def retain(self, dropped: Dropped) -> bool:
+        """Is a drop already kept here (so not to be dead-lettered)? Only in a replay."""
+        return False
 
     def _settle(self, ticket: Ticket, keep: bool) -> None:
         self.in_flight -= 1

@@ -1,20 +1,25 @@
-"""`metrics-router dlq replay`: send dead letters again through their sink's Delivery.
+"""`metrics-router dlq replay`: dead letters sent again by a SinkRunner whose buffer is the store.
 
-Replay works on a snapshot: the rows up to the highest id when it starts. A record
-the destination refuses again keeps its row (nothing new is added, so the run ends);
-what a sink drops of something else (an Identify call) is dead-lettered as usual.
+Replay works on a snapshot: the rows up to the highest id when it starts. Each
+destination gets a runner over a `ReplayBuffer` (take = read rows, ack = delete them,
+keep = leave them), so replay shares the router's loop and failure path. A record the
+destination refuses again keeps its row (`retain`: nothing new is added, so the run
+ends); what a sink drops of something else (an Identify call) is dead-lettered as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..deadletter import DeadLetter, DeadLetters
+from ..deadletter import DeadLetters
+from ..records import Record
 from ..sinks.base import Dropped, Sink
 from ..stats import Stats
-from .runner import Delivery
+from .buffer import Ticket
+from .runner import SinkRunner
 
 log = logging.getLogger(__name__)
 
@@ -42,60 +47,156 @@ async def replay(
     stats: Stats | None = None,
 ) -> ReplayResult:
     """Send the matching dead letters again, deleting the rows that went."""
-    result = _Replay(store, sinks, stats or store.stats)
+    result = ReplayResult()
     upto = await store.last_id()
-    after = 0
-    while letters := await store.list(destination, reason, batch_size, after, upto):
-        after = letters[-1].id
-        by_destination: dict[str, list[DeadLetter]] = {}
-        for letter in letters:
-            by_destination.setdefault(letter.destination, []).append(letter)
-        for name, group in by_destination.items():
-            await result.replay(name, group)
-    return result.result
-
-
-class _Replay:
-    """The replay of one run: a Delivery per destination and what became of each row."""
-
-    def __init__(self, store: DeadLetters, sinks: Mapping[str, Sink], stats: Stats) -> None:
-        self.store = store
-        self.deliveries = {name: Delivery(sink, stats, store) for name, sink in sinks.items()}
-        self.result = ReplayResult()
-
-    async def replay(self, name: str, group: list[DeadLetter]) -> None:
-        result = self.result
-        if name in result.failed:
-            return
-        delivery = self.deliveries.get(name)
-        if delivery is None:
+    names = sorted({d for d, _ in await store.counts() if destination in (None, d)})
+    for name in names:
+        if not await store.list(name, reason, 1, 0, upto):
+            continue
+        sink = sinks.get(name)
+        if sink is None:
             result.failed[name] = "no such sink in the configuration"
-            return
-        rows = {}
-        for letter in group:
-            record = letter.to_record()
-            if record is None:
-                result.skipped[name] = result.skipped.get(name, 0) + 1
-            else:
-                rows[id(record)] = (letter.id, record)
-        refused: set[int] = set()
+            continue
+        buffer = ReplayBuffer(store, name, reason, upto, batch_size, result)
+        runner = SinkRunner(sink, stats or store.stats, buffer, store)
+        runner.start()
+        await buffer.drained.wait()
+        await runner.stop(5.0)
+    return result
 
-        def retain(dropped: Dropped) -> bool:
-            row = rows.get(id(dropped.record))
-            if row is None:
-                return False
-            refused.add(row[0])
-            return True
 
-        if not rows:
-            return
-        error = await delivery.send([record for _, record in rows.values()], retain)
-        if error is not None:
-            result.failed[name] = f"{type(error).__name__}: {error}"
-            log.error("dlq replay: %s stopped: %s", name, result.failed[name])
-            return
+class ReplayTicket(Ticket):
+    __slots__ = ("rows",)
+
+    def __init__(self, records: list[Record], rows: dict[int, int]) -> None:
+        super().__init__(records, [])
+        # id(record) -> its row.
+        self.rows = rows
+
+
+class ReplayBuffer:
+    """One destination's dead-letter rows (up to the snapshot) as a runner's buffer."""
+
+    durable = True
+    # Kept rows stay where they are: the runner must not dead-letter them once more.
+    redelivers = True
+    queued = 0
+    refusal = None
+
+    def __init__(
+        self,
+        store: DeadLetters,
+        destination: str,
+        reason: str | None,
+        upto: int,
+        batch_size: int,
+        result: ReplayResult,
+    ) -> None:
+        self.store = store
+        self.destination = destination
+        self.reason = reason
+        self.upto = upto
+        self.batch_size = batch_size
+        self.result = result
+        self.closing = False
+        self.drained = asyncio.Event()
+        self._after = 0
+        self._exhausted = False
+        self._in_flight = 0
+        self._lock = asyncio.Lock()
+        self._refused: set[int] = set()
+        self._rows: dict[int, int] = {}
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
+        raise TypeError("a replay's records come from the dead-letter store")
+
+    async def open(self) -> None:
+        """The store opens itself on first use."""
+
+    def start(self) -> None:
+        """Rows are read as workers ask for them."""
+
+    async def take(self) -> Ticket | None:
+        async with self._lock:
+            while not self.closing:
+                letters = await self.store.list(
+                    self.destination, self.reason, self.batch_size, self._after, self.upto
+                )
+                if not letters:
+                    break
+                self._after = letters[-1].id
+                records: list[Record] = []
+                rows: dict[int, int] = {}
+                for letter in letters:
+                    record = letter.to_record()
+                    if record is None:
+                        skipped = self.result.skipped
+                        skipped[self.destination] = skipped.get(self.destination, 0) + 1
+                        continue
+                    records.append(record)
+                    rows[id(record)] = letter.id
+                if records:
+                    self._in_flight += 1
+                    self._rows.update(rows)
+                    return ReplayTicket(records, rows)
+            self._exhausted = True
+            self._check_drained()
+            return None
+
+    def retain(self, dropped: Dropped) -> bool:
+        """A record the destination refused again keeps its row."""
+        row = self._rows.get(id(dropped.record))
+        if row is None:
+            return False
+        self._refused.add(row)
+        return True
+
+    def _settle(self, ticket: Ticket, gone: list[int]) -> None:
+        assert isinstance(ticket, ReplayTicket)
+        for key in ticket.rows:
+            self._rows.pop(key, None)
+        task = asyncio.create_task(self._purge(gone))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _purge(self, gone: list[int]) -> None:
+        try:
+            if gone:
+                await self.store.purge(ids=gone)
+                self.result.sent += len(gone)
+        finally:
+            self._in_flight -= 1
+            self._check_drained()
+
+    def ack(self, ticket: Ticket) -> None:
+        assert isinstance(ticket, ReplayTicket)
+        refused = [row for row in ticket.rows.values() if row in self._refused]
         if refused:
-            result.refused[name] = result.refused.get(name, 0) + len(refused)
-        gone = [row for row, _ in rows.values() if row not in refused]
-        await self.store.purge(ids=gone)
-        result.sent += len(gone)
+            counts = self.result.refused
+            counts[self.destination] = counts.get(self.destination, 0) + len(refused)
+        self._settle(ticket, [row for row in ticket.rows.values() if row not in self._refused])
+
+    def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
+        """The sink failed: this destination stops, its rows stay."""
+        why = f"{type(error).__name__}: {error}" if error is not None else "failed"
+        self.result.failed.setdefault(self.destination, why)
+        log.error("dlq replay: %s stopped: %s", self.destination, why)
+        self.closing = True
+        self._settle(ticket, [])
+
+    def _check_drained(self) -> None:
+        if self._exhausted and self._in_flight == 0:
+            self.drained.set()
+
+    async def flush(self) -> None:
+        await self.drained.wait()
+
+    def stop(self) -> None:
+        self.closing = True
+
+    def abandon(self) -> None:
+        """Rows not yet deleted stay in the store."""
+
+    async def close(self, timeout: float) -> None:
+        await asyncio.gather(*self._settling)

@@ -1,8 +1,9 @@
 """One sink's workers: take a batch from its buffer, send it, ack it; and the one failure path.
 
 `Delivery` is the only place that counts what a sink delivered and dead-letters what
-it dropped or failed on; the runner, the forwarder (`router/forward.py`) and
-`dlq replay` all send through it.
+it dropped or failed on. Every runner sends through it: the router's sinks (memory and
+spool buffers), the forwarder's (`BusBuffer`, router/forward.py) and `dlq replay`'s
+(`ReplayBuffer`, dispatch/replay.py); the buffer says what a failure means for it.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class SinkRunner:
     async def _attempt(self, records: list[Record]) -> Exception | None:
         """Send once. What failed is dead-lettered (`sink_error`) by a durable buffer that
         does not redeliver, counted and forgotten by a volatile one, handed back otherwise."""
-        error = await self.delivery.send(records)
+        error = await self.delivery.send(records, self.buffer.retain)
         if error is None or isinstance(error, DeadLetterError) or self.buffer.redelivers:
             return error
         if self.delivery.deadletters is None:
@@ -196,6 +197,11 @@ class SinkRunner:
 
     async def close(self, timeout: float) -> None:
         """Drain the buffer (within `timeout`), stop the workers, close buffer and sink."""
+        await self.stop(timeout)
+        await self.sink.aclose()
+
+    async def stop(self, timeout: float) -> None:
+        """All of `close` but closing the sink (which `dlq replay` does not own)."""
         self.buffer.stop()
         try:
             async with asyncio.timeout(timeout):
@@ -206,4 +212,3 @@ class SinkRunner:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         await self.buffer.close(timeout)
-        await self.sink.aclose()

@@ -95,11 +95,6 @@ class Spool:
     def full(self) -> bool:
         return self.size_bytes >= self.max_bytes
 
-    async def append(self, blobs: Sequence[bytes], *, spilled: bool = False) -> list[int]:
-        """Write chunks in one transaction; their row ids, in order."""
-        ids, _ = await self.commit([(blob, spilled) for blob in blobs], ())
-        return ids
-
     def _commit(
         self, chunks: Sequence[tuple[bytes, bool]], wanted: list[int]
     ) -> tuple[list[int], int, int]:
@@ -168,6 +163,3 @@ class Spool:
     ) -> list[tuple[int, bytes]]:
         """The oldest chunks with id > after (only the disk-only ones if `spilled_only`)."""
         return await self._run(self._read, limit, after, spilled_only)
-
-    async def delete(self, ids: Iterable[int]) -> None:
-        await self.commit((), ids)

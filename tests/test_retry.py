@@ -106,6 +106,15 @@ async def test_partial_naming_nothing_is_a_retry() -> None:
     assert len(script.sent) == 2
 
 
+async def test_a_deferred_send_may_defer_again() -> None:
+    clock = Clock()
+    script = Script(
+        lambda items: Partial({}, frozenset({0}), 5.0) if len(script.sent) < 3 else Done()
+    )
+    assert await policy(clock=clock).run([1], script) == []
+    assert script.sent == [[1], [1], [1]] and clock.waits == [5.0, 5.0]
+
+
 async def test_split_isolates_the_bad_item() -> None:
     script = Script(lambda items: Split("too_large") if 5 in items else Done())
     dropped = await policy().run(list(range(8)), script)

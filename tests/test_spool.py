@@ -12,9 +12,7 @@ from router.app import make_app
 from router.config import Settings
 from router.deadletter import DeadLetters
 from router.dispatch import SinkRunner, SpoolBuffer
-from router.records import FlowEvent
-from router.records import decode_batch as decode_records
-from router.records import encode_batch as encode_records
+from router.records import FlowEvent, decode_batch, encode_batch
 from router.ruletable import RuleTable
 from router.spool import Spool
 from router.state import STATE
@@ -76,7 +74,7 @@ async def test_spool_commit_read_delete_and_reopen(
 ) -> None:
     spool = Spool(tmp_path / "s.db", max_bytes=10_000)
     await spool.open()
-    blobs = [encode_records(events(i * 3, 3)) for i in range(4)]
+    blobs = [encode_batch(events(i * 3, 3)) for i in range(4)]
     ids, gone = await spool.commit([(blobs[0], False), (blobs[1], True), (blobs[2], False)], ())
     assert gone == 0 and len(ids) == 3
     assert [i for i, _ in await spool.read(10, spilled_only=True)] == [ids[1]]
@@ -89,7 +87,7 @@ async def test_spool_commit_read_delete_and_reopen(
     await again.open()
     rows = await again.read(10, spilled_only=True)
     assert [i for i, _ in rows] == [ids[1], ids[2], ids4[0]]
-    assert times(decode_records(rows[0][1])) == [3, 4, 5]
+    assert times(decode_batch(rows[0][1])) == [3, 4, 5]
     assert again.rows == 3 and again.size_bytes == spool.size_bytes
     await again.close()
 
@@ -184,7 +182,7 @@ async def test_sigterm_deadline_spools_what_was_not_written(tmp_path: Path) -> N
     spool = Spool(tmp_path / "gated.db", max_bytes=1 << 20)
     await spool.open()
     rows = await spool.read(100, spilled_only=True)
-    assert [t for _, blob in rows for t in times(decode_records(blob))] == list(range(10))
+    assert [t for _, blob in rows for t in times(decode_batch(blob))] == list(range(10))
     await spool.close()
 
 

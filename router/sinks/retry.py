@@ -124,6 +124,11 @@ def _same(item: Any) -> Any:
     return item
 
 
+def _narrows(partial: Partial, count: int) -> bool:
+    """Does the answer name any of the `count` items (else it is a plain retry)?"""
+    return any(0 <= i < count for i in (*partial.drop, *partial.later))
+
+
 class RetryPolicy:
     """Runs a sink's attempts over a batch until each item is taken or dropped."""
 
@@ -146,8 +151,9 @@ class RetryPolicy:
         run = _Run(self, attempt, letter, kind, on_retry or (lambda n, r: None))
         try:
             await run.deliver(items, 0)
-            if run.later:
-                await asyncio.gather(*run.later)
+            # A deferred send may defer again: wait until none is left.
+            while pending := [task for task in run.later if not task.done()]:
+                await asyncio.gather(*pending)
         finally:
             for task in run.later:
                 task.cancel()
@@ -199,7 +205,7 @@ class _Run:
                         self.deliver(items[:half], retries), self.deliver(items[half:], retries)
                     )
                     return
-                case Partial(drop=drop, later=later) if drop or later:
+                case Partial(drop=drop, later=later) if _narrows(action, len(items)):
                     self.dropped.extend(
                         Dropped(drop[i], self.letter(items[i]), self.kind)
                         for i in sorted(drop)

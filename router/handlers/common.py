@@ -53,8 +53,8 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
-# 503 with Retry-After, not 507, for a full disk too: every client already retries a 503
-# (docs/durability.md, "Disk full").
+# Why ingest refuses work (503 with Retry-After; for a full disk too, not 507: one status
+# for every "cannot keep it now", docs/durability.md "Disk full").
 _REFUSALS = {
     "spool_full": "spool full",
     "disk_full": "disk full",
@@ -80,10 +80,10 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, SpoolError):
-            full = isinstance(outcome, DiskFull)
+            reason = "disk_full" if isinstance(outcome, DiskFull) else "spool_error"
             raise Unavailable(
-                f"{'disk full' if full else 'spool unavailable'}: try again later",
-                "disk_full" if full else "spool_error",
+                f"{_REFUSALS[reason]}: try again later",
+                reason,
                 state.settings.spool.retry_after_seconds,
             ) from outcome
         if isinstance(outcome, BaseException):

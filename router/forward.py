@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -29,7 +29,7 @@ from nats.js.errors import BadRequestError
 from . import bus
 from .config import JetStreamSinkSettings, Settings, deadletter_path
 from .deadletter import DeadLetters
-from .dispatch.buffer import Ticket
+from .dispatch.buffer import SourceBuffer, Ticket
 from .dispatch.runner import Delivery, SinkRunner
 from .errors import ConfigError, DeadLetterError
 from .records import Record
@@ -258,33 +258,17 @@ class BusTicket(Ticket):
         self.keepalive = keepalive
 
 
-class BusBuffer:
+class BusBuffer(SourceBuffer):
     """The JetStream consumer as the runner's buffer: take = fetch, ack = ack, keep = nak.
 
-    It redelivers what it keeps (after `retry_delay_seconds`, or dead-letters it on its
-    last delivery), so the runner never gives a batch up itself.
+    What it keeps is redelivered after `retry_delay_seconds`, or dead-lettered on its
+    last delivery (`max_deliver`).
     """
 
-    durable = True
-    redelivers = True
-    queued = 0
-    refusal = None
-
     def __init__(self, forwarder: Forwarder, sub: object) -> None:
+        super().__init__()
         self.forwarder = forwarder
         self.fetch = sub.fetch  # type: ignore[attr-defined]
-        self.closing = False
-        self._stopped = asyncio.Event()
-        self._settling: set[asyncio.Task[None]] = set()
-
-    def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
-        raise TypeError("a forwarder's records come from the bus")
-
-    async def open(self) -> None:
-        """The consumer is bound before the buffer is made."""
-
-    def start(self) -> None:
-        """Nothing runs in the background but the keep-alives of batches in hand."""
 
     async def take(self) -> Ticket | None:
         fwd = self.forwarder
@@ -303,36 +287,15 @@ class BusBuffer:
                 return BusTicket(records, held, asyncio.create_task(fwd.keep_alive(held)))
         return None
 
-    def _after(self, ticket: Ticket, settle: Coroutine[Any, Any, None]) -> None:
-        assert isinstance(ticket, BusTicket)
-        ticket.keepalive.cancel()
-        task = asyncio.create_task(settle)
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-
     def ack(self, ticket: Ticket) -> None:
         assert isinstance(ticket, BusTicket)
-        self._after(ticket, self.forwarder.acked(ticket.msgs))
+        ticket.keepalive.cancel()
+        self._later(self.forwarder.acked(ticket.msgs))
 
     def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
         assert isinstance(ticket, BusTicket)
-        self._after(ticket, self.forwarder.retry_later(ticket.msgs, repr(error)))
-
-    def retain(self, dropped: Dropped) -> bool:
-        return False
-
-    async def flush(self) -> None:
-        await asyncio.gather(*self._settling)
-
-    def stop(self) -> None:
-        self.closing = True
-        self._stopped.set()
-
-    def abandon(self) -> None:
-        """Unacked messages are redelivered by JetStream after ack_wait: nothing to do."""
-
-    async def close(self, timeout: float) -> None:
-        await self.flush()
+        ticket.keepalive.cancel()
+        self._later(self.forwarder.retry_later(ticket.msgs, repr(error)))
 
 
 def forward(settings: Settings, destination: str) -> None:

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
 from ..records import Record
 from ..sinks.base import Dropped
@@ -253,3 +253,52 @@ class MemoryBuffer:
 
     async def close(self, timeout: float) -> None:
         """Release what the buffer holds open (the spool's file)."""
+
+
+class SourceBuffer:
+    """A buffer filled from elsewhere (the bus, the dead-letter store), not by `put`.
+
+    It keeps what it hands out until told, and takes back what is kept (the bus
+    redelivers, the store keeps the row), so the runner never gives a batch up.
+    Settling a ticket may need I/O: subclasses run it with `_later`.
+    """
+
+    durable = True
+    redelivers = True
+    queued = 0
+    refusal: str | None = None
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._stopped = asyncio.Event()
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
+        raise TypeError(f"{type(self).__name__} is not filled by put")
+
+    async def open(self) -> None:
+        """Nothing to load: records are read as workers ask for them."""
+
+    def start(self) -> None:
+        """Nothing runs in the background."""
+
+    def retain(self, dropped: Dropped) -> bool:
+        return False
+
+    def _later(self, settle: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(settle)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def flush(self) -> None:
+        await asyncio.gather(*self._settling)
+
+    def stop(self) -> None:
+        self.closing = True
+        self._stopped.set()
+
+    def abandon(self) -> None:
+        """What was not settled stays at its source."""
+
+    async def close(self, timeout: float) -> None:
+        await self.flush()

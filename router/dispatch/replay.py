@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..deadletter import DeadLetters
 from ..records import Record
 from ..sinks.base import Dropped, Sink
 from ..stats import Stats
-from .buffer import Ticket
+from .buffer import SourceBuffer, Ticket
 from .runner import SinkRunner
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,11 @@ class ReplayTicket(Ticket):
         self.rows = rows
 
 
-class ReplayBuffer:
-    """One destination's dead-letter rows (up to the snapshot) as a runner's buffer."""
+class ReplayBuffer(SourceBuffer):
+    """One destination's dead-letter rows (up to the snapshot) as a runner's buffer.
 
-    durable = True
-    # Kept rows stay where they are: the runner must not dead-letter them once more.
-    redelivers = True
-    queued = 0
-    refusal = None
+    Kept rows stay where they are: the runner must not dead-letter them once more.
+    """
 
     def __init__(
         self,
@@ -92,13 +89,13 @@ class ReplayBuffer:
         batch_size: int,
         result: ReplayResult,
     ) -> None:
+        super().__init__()
         self.store = store
         self.destination = destination
         self.reason = reason
         self.upto = upto
         self.batch_size = batch_size
         self.result = result
-        self.closing = False
         self.drained = asyncio.Event()
         self._after = 0
         self._exhausted = False
@@ -106,16 +103,6 @@ class ReplayBuffer:
         self._lock = asyncio.Lock()
         self._refused: set[int] = set()
         self._rows: dict[int, int] = {}
-        self._settling: set[asyncio.Task[None]] = set()
-
-    def put(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
-        raise TypeError("a replay's records come from the dead-letter store")
-
-    async def open(self) -> None:
-        """The store opens itself on first use."""
-
-    def start(self) -> None:
-        """Rows are read as workers ask for them."""
 
     async def take(self) -> Ticket | None:
         async with self._lock:
@@ -156,9 +143,7 @@ class ReplayBuffer:
         assert isinstance(ticket, ReplayTicket)
         for key in ticket.rows:
             self._rows.pop(key, None)
-        task = asyncio.create_task(self._purge(gone))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self._later(self._purge(gone))
 
     async def _purge(self, gone: list[int]) -> None:
         try:
@@ -188,15 +173,3 @@ class ReplayBuffer:
     def _check_drained(self) -> None:
         if self._exhausted and self._in_flight == 0:
             self.drained.set()
-
-    async def flush(self) -> None:
-        await self.drained.wait()
-
-    def stop(self) -> None:
-        self.closing = True
-
-    def abandon(self) -> None:
-        """Rows not yet deleted stay in the store."""
-
-    async def close(self, timeout: float) -> None:
-        await asyncio.gather(*self._settling)

@@ -198,8 +198,7 @@ class SpoolBuffer(MemoryBuffer):
                     else:
                         waiter.set_exception(SpoolError("spool write failed"))
             if not ok:
-                if self.closing:
-                    return  # close() reports what is left
+                # Tried again each interval, at shutdown too (until close's deadline).
                 await asyncio.sleep(self.commit_interval)
 
     async def checkpoint(self) -> None:

@@ -16,7 +16,7 @@ from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
-from .handlers import dockerflow, sidecar
+from .handlers import admin, dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
@@ -112,6 +112,9 @@ def make_app(
     app.router.add_post("/sidecar/events", sidecar.post_events)
     app.router.add_post("/sidecar/context", sidecar.post_context)
     app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
+    app.router.add_get("/__openapi__", admin.get_openapi)
+    app.router.add_get("/__tap__", admin.get_tap)
+    app.on_shutdown.append(admin.close_taps)
     app.cleanup_ctx.append(_sinks_ctx)
     app.cleanup_ctx.append(_context_ctx)
     app.cleanup_ctx.append(_statsd_ctx)

@@ -220,6 +220,11 @@ class DeadLetterSettings(Section):
     path: str = ""
 
 
+class AdminSettings(Section):
+    # Bearer token of operators (`metrics-router tap`); empty: /__tap__ refuses everyone.
+    token: str = ""
+
+
 class Settings(Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
@@ -230,6 +235,7 @@ class Settings(Section):
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):

@@ -34,7 +34,8 @@ class BadRequest(RouterError):
         """Wrap a msgspec decode/validation error, keeping the `$.path` it carries."""
         text = str(exc)
         match = _PATH.search(text)
-        path = match.group(1) if match else None
+        # msgspec names no path for a problem with the whole document (`$`).
+        path = match.group(1) if match else "$"
         return cls(text, path, reason="schema")
 
     def body(self) -> dict[str, object]:
@@ -54,7 +55,7 @@ class Forbidden(BadRequest):
     status = 403
 
     def body(self) -> dict[str, object]:
-        return {"error": "Forbidden", "message": self.message, "statusCode": self.status}
+        return {**super().body(), "error": "Forbidden"}
 
 
 class Unauthorized(Forbidden):
@@ -63,7 +64,7 @@ class Unauthorized(Forbidden):
     status = 401
 
     def body(self) -> dict[str, object]:
-        return {"error": "Unauthorized", "message": self.message, "statusCode": self.status}
+        return {**super().body(), "error": "Unauthorized"}
 
 
 class Unavailable(RouterError):

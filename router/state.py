@@ -16,6 +16,7 @@ from .ingest import Deferred
 from .mapping import Pipeline
 from .registry import Registry
 from .stats import Stats
+from .tap import Tap
 
 
 @dataclass
@@ -34,9 +35,13 @@ class RouterState:
     # every worker's counters summed (set by `router.workers`).
     stats_view: Callable[[], Awaitable[Stats]] | None = None
     deferred: Deferred = field(init=False)
+    # `metrics-router tap`'s subscribers; empty (and free) when nobody taps.
+    tap: Tap = field(init=False)
 
     def __post_init__(self) -> None:
-        self.deferred = Deferred(self.pipeline, self.dispatcher)
+        runners = self.dispatcher.runners
+        self.tap = Tap(lambda: [(r.sink.name, r.sink.kinds) for r in runners])
+        self.deferred = Deferred(self.pipeline, self.dispatcher, self.tap)
 
 
 STATE = web.AppKey("state", RouterState)

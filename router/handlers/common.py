@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 import msgspec
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..dispatch import SpoolError
-from ..errors import BadRequest, RouterError, Unavailable
+from ..errors import BadRequest, RouterError, Unauthorized, Unavailable
 from ..flow import now_ms
 from ..mapping import RequestInfo
 from ..records import RecordBatch
@@ -54,6 +55,16 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
+def require_bearer(request: web.Request, token: str) -> None:
+    """Constant-time bearer token check; an unset token refuses everyone."""
+    expected = token.encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    ok = hmac.compare_digest(given.strip().encode(), expected)
+    if not expected or scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+
+
 def check_capacity(state: RouterState) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
     reason = state.dispatcher.refusal
@@ -83,29 +94,53 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
+    """The one translation boundary: RouterError and HTTP errors become JSON bodies.
+
+    Every answer is counted (`requests{endpoint,status}`, what `metrics-router top` shows).
+    """
+    state = request.app[STATE]
+    endpoint = request.match_info.route.resource
+    name = endpoint.canonical if endpoint is not None else "other"
+    status = 500
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except RouterError as exc:
-        endpoint = request.match_info.route.resource
-        name = endpoint.canonical if endpoint is not None else request.path
+        status = exc.status
         reason = exc.reason if isinstance(exc, BadRequest | Unavailable) else "error"
-        request.app[STATE].stats.incr(
+        state.stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
-        body = exc.body()
+        if state.tap.subscribers:
+            path = exc.path if isinstance(exc, BadRequest) else None
+            state.tap.rejected(name, exc.status, reason, path, str(exc))
         headers = exc.headers if isinstance(exc, Unavailable) else None
-        return json_response(body, status=exc.status, headers=headers)
+        return json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
+        status = exc.status
         if exc.status < 400:
             raise
-        request.app[STATE].stats.incr(
+        reason = exc.reason.lower()
+        state.stats.incr(
             "request.rejected",
             1,
-            {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},
+            # Not the path: every stranger's 404 must not add a counter.
+            {"endpoint": name, "reason": reason, "status": str(exc.status)},
         )
+        if state.tap.subscribers:
+            state.tap.rejected(name, exc.status, reason, None, exc.text or exc.reason)
+        answer: dict[str, object] = {
+            "error": exc.reason,
+            "message": exc.text or exc.reason,
+            "statusCode": exc.status,
+        }
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            answer["validation"] = {"keys": ["$"]}  # the body as a whole
         return json_response(
-            {"error": exc.reason, "message": exc.text or exc.reason, "statusCode": exc.status},
+            answer,
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    finally:
+        state.stats.incr("requests", 1, {"endpoint": name, "status": str(status)})

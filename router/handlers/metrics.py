@@ -54,7 +54,11 @@ async def post_metrics(request: web.Request) -> web.Response:
     req = request_info(request, settings.server.trusted_proxies)
     if settings.spool.strict:
         # The 200 promises the events are on disk.
-        await accept(state, state.pipeline.process_batch(body, req))
+        pipeline, tap = state.pipeline, state.tap
+        if tap.subscribers:
+            await accept(state, tap.metrics_batch(pipeline, body, req))
+        else:
+            await accept(state, pipeline.process_batch(body, req))
     else:
         state.deferred.add(body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

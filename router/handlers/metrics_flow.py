@@ -46,7 +46,8 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     req = request_info(request, state.settings.server.trusted_proxies)
     pipeline = state.pipeline
     if not engage:
-        await accept(state, pipeline.begin_flow(query, flow_id, begin, device_id, req))
+        batch = pipeline.begin_flow(query, flow_id, begin, device_id, req)
+        await accept(state, state.tap.request(pipeline, "/metrics-flow", ("flow.begin",), batch))
         state.stats.incr("metrics_flow.begin")
     elif not headers:
         state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
@@ -55,7 +56,10 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     elif query.uid is None:
         state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
     else:
-        await accept(state, pipeline.engage(query, flow_id, begin, device_id, req))
+        batch = pipeline.engage(query, flow_id, begin, device_id, req)
+        await accept(
+            state, state.tap.request(pipeline, "/metrics-flow", ("flow.rp.engage",), batch)
+        )
         state.stats.incr("metrics_flow.engage")
     body = {"deviceId": device_id, "flowBeginTime": begin, "flowId": flow_id}
     return json_response(body, headers=headers)

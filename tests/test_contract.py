@@ -36,7 +36,11 @@ async def test_the_router_keeps_its_openapi_contract(tmp_path: Path) -> None:
         f'[spool]\npath = "{tmp_path / "spool"}"\n'
     )
     async with RouterProcess(config) as router:
-        env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract_hooks"}
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.contract_hooks",
+            "PYTHONPATH": str(HERE.parent),
+        }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -67,7 +71,7 @@ async def test_the_router_keeps_its_openapi_contract(tmp_path: Path) -> None:
             "10",
             "--report-dir",
             str(tmp_path / "report"),
-            cwd=HERE.parent,
+            cwd=tmp_path,  # its cache directory goes there
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

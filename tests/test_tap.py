@@ -158,9 +158,20 @@ async def test_nobody_tapping_costs_nothing_and_a_gone_client_unsubscribes(
 async def test_sidecar_and_metrics_flow_are_tapped(tapped: Client) -> None:
     resp = await tapped.get("/__tap__", headers=AUTH)
     await read_until(resp, 1)
-    assert (await tapped.get("/metrics-flow", params={"entrypoint": "x"})).status == 200
-    got = await read_until(resp, 2)
-    assert got[0]["event"] == "flow.begin" and got[0]["endpoint"] == "/metrics-flow"
+    params = {"entrypoint": "x", "form_type": "email"}
+    assert (await tapped.get("/metrics-flow", params=params)).status == 200
+    got = await read_until(resp, 5)
+    assert got[0]["endpoint"] == "/metrics-flow"
+    # Each record under the event it was made from.
+    assert [(g["type"], g["event"], g.get("record", {}).get("event_type")) for g in got] == [
+        ("event", "flow.begin", None),
+        ("record", "flow.begin", None),
+        ("event", "screen.enter-email", None),
+        ("record", "screen.enter-email", None),
+        ("record", "screen.enter-email", "fxa_email_first - view"),
+    ]
+    assert got[3]["record"]["event"] == "flow.enter-email.view"
+    assert "flow_id" in got[1]["record"] and "country" not in got[1]["record"]  # no nulls
     events = {"events": [{"event": "account.created", "uid": "0" * 32, "service": "sync"}]}
     headers = {"Authorization": "Bearer sidecar-token"}
     assert (await tapped.post("/sidecar/events", json=events, headers=headers)).status == 200

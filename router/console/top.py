@@ -118,6 +118,17 @@ def requests_panel(view: View) -> Table | None:
     return table if rows else None
 
 
+def rejected_panel(view: View) -> Table | None:
+    table = _table("refused requests", "endpoint", "status", "reason", "/s", "total")
+    found = sorted(view.pick("request_rejected"), key=lambda x: sorted(x[0].items()))
+    for labels, total, rate in found:
+        get = labels.get
+        table.add_row(
+            get("endpoint", "?"), get("status", "?"), get("reason", "?"), _n(rate), _n(total)
+        )
+    return table if found else None
+
+
 def events_panel(view: View) -> Table | None:
     table = _table("events", "", "/s", "total")
     for name, what in (
@@ -209,6 +220,7 @@ def other_panel(view: View) -> Table | None:
 
 PANELS = (
     requests_panel,
+    rejected_panel,
     events_panel,
     sinks_panel,
     deadletters_panel,

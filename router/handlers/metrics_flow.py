@@ -11,6 +11,7 @@ from aiohttp import web
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import STATE
+from ..tap import begin_names
 from .common import accept, check_capacity, json_response, request_info
 
 log = logging.getLogger("request.metrics-flow")
@@ -47,7 +48,9 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     pipeline = state.pipeline
     if not engage:
         batch = pipeline.begin_flow(query, flow_id, begin, device_id, req)
-        await accept(state, state.tap.request(pipeline, "/metrics-flow", ("flow.begin",), batch))
+        await accept(
+            state, state.tap.request(pipeline, "/metrics-flow", begin_names(query.form_type), batch)
+        )
         state.stats.incr("metrics_flow.begin")
     elif not headers:
         state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})

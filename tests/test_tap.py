@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,19 @@ async def test_no_token_in_the_config_no_tap(tmp_path: Path) -> None:
     )
     _, err = await proc.communicate()
     assert proc.returncode == 2 and b"no token" in err
+
+
+async def test_sigterm_ends_the_tap_rather_than_wait_for_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    # A long drain deadline: a stream still open at SIGTERM would hold the exit up to it.
+    config.write_text(
+        config.read_text().replace("shutdown_timeout_seconds = 5", "shutdown_timeout_seconds = 120")
+    )
+    async with RouterProcess(config) as router:
+        tap = await start_tap(config, router.url)
+        assert tap.stderr is not None
+        router.signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            assert await router.wait() == 0
+            assert b"closed the stream" in await tap.stderr.readline()
+            assert await tap.wait() == 0

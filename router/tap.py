@@ -248,35 +248,31 @@ class Tap:
         dropped: str | None = None,
     ) -> None:
         """(event name, rule, the records made from it) for every event of one request."""
-        plan = [(name, kinds) for name, kinds in self.plan()]
-        for sub in self.subscribers:
-            for name, rule, batch in events:
-                if not sub.wants_event(name):
-                    continue
-                ev = TapEvent(
-                    worker=self.worker,
-                    time=time,
-                    endpoint=endpoint,
-                    event=name,
-                    rule=rule,
-                    dropped=dropped,
-                )
-                sub.offer(encode_line(ev))
-                for sink, kinds in plan:
-                    for kind in KINDS:
-                        if kind not in kinds or not sub.wants_record(name, sink, kind):
-                            continue
-                        for record in getattr(batch, kind):
-                            line = TapRecord(
-                                worker=self.worker,
-                                time=time,
-                                endpoint=endpoint,
-                                event=name,
-                                sink=sink,
-                                kind=kind,
-                                record=msgspec.to_builtins(record),
-                            )
-                            sub.offer(encode_line(line))
+        plan = list(self.plan())
+        for name, rule, batch in events:
+            wanting = [sub for sub in self.subscribers if sub.wants_event(name)]
+            if not wanting:
+                continue
+            # Each line is encoded once, however many subscribers take it.
+            head = TapEvent(worker=self.worker, time=time, endpoint=endpoint, event=name, rule=rule)
+            if dropped:
+                head.dropped = dropped
+            _offer(wanting, encode_line(head))
+            for sink, kinds in plan:
+                for kind in KINDS:
+                    records = getattr(batch, kind) if kind in kinds else ()
+                    takers = [s for s in wanting if s.wants_record(name, sink, kind)]
+                    for record in records if takers else ():
+                        line = TapRecord(
+                            worker=self.worker,
+                            time=time,
+                            endpoint=endpoint,
+                            event=name,
+                            sink=sink,
+                            kind=kind,
+                            record=msgspec.to_builtins(record),
+                        )
+                        _offer(takers, encode_line(line))
 
     def rejected(self, endpoint: str, status: int, reason: str, path: str | None, msg: str) -> None:
         line = encode_line(
@@ -290,9 +286,7 @@ class Tap:
                 message=msg,
             )
         )
-        for sub in self.subscribers:
-            if sub.filters.rejected:
-                sub.offer(line)
+        _offer([sub for sub in self.subscribers if sub.filters.rejected], line)
 
     # -- tracing: called only while `subscribers` is not empty ----------------------------------
 
@@ -369,6 +363,11 @@ def _source(record: Record, names: Sequence[str], match: Callable[[str], Any]) -
         elif record.event_type in (mapping.event_type, *(o.event_type for o in mapping.also)):
             return name
     return names[0]
+
+
+def _offer(subscribers: list[Subscriber], line: bytes) -> None:
+    for sub in subscribers:
+        sub.offer(line)
 
 
 def _rule(match: Callable[[str], Any], name: str) -> str | None:

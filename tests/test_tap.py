@@ -197,23 +197,20 @@ def write_config(tmp_path: Path) -> Path:
     return config
 
 
-async def start_tap(config: Path, url: str, *args: str) -> asyncio.subprocess.Process:
-    """`metrics-router tap`, once it says every worker is subscribed."""
+async def spawn_tap(config: Path, url: str, *args: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "router",
-        "tap",
-        "--config",
-        str(config),
-        "--url",
-        url,
-        *args,
+        *("-m", "router", "tap", "--config", str(config), "--url", url, *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
+
+
+async def start_tap(config: Path, url: str, *args: str) -> asyncio.subprocess.Process:
+    """`metrics-router tap`, once it says every worker is subscribed."""
+    proc = await spawn_tap(config, url, *args)
     assert proc.stderr is not None
     async with asyncio.timeout(20):
         line = (await proc.stderr.readline()).decode()
@@ -282,19 +279,7 @@ async def test_the_tap_command_prints_one_line_each(tmp_path: Path) -> None:
 async def test_no_token_in_the_config_no_tap(tmp_path: Path) -> None:
     config = tmp_path / "router.toml"
     config.write_text(f'[flow]\nkey = "{FLOW_KEY}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "router",
-        "tap",
-        "--config",
-        str(config),
-        "--url",
-        "http://127.0.0.1:9",
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    proc = await spawn_tap(config, "http://127.0.0.1:9")
     _, err = await proc.communicate()
     assert proc.returncode == 2 and b"no token" in err
 

@@ -47,7 +47,7 @@ def test_top_shows_whatever_metric_set_it_finds() -> None:
     assert "requests" not in text and "events" not in text
     sink = next(line for line in text.splitlines() if line.startswith("amplitude"))
     assert sink.split()[:2] == ["amplitude", "50"]  # 100 sent in 2 s
-    assert sink.split()[5] == "7"  # queue depth summed over workers
+    assert sink.split()[6] == "7"  # queue depth summed over workers
     other = next(line for line in text.splitlines() if "forward_delivered" in line)
     assert other.split()[1:] == ["50", "220"]
     assert "unreachable" in screen(Reading(1.0, {}, error="connection refused"), None)

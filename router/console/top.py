@@ -153,12 +153,15 @@ def events_panel(view: View) -> Table | None:
 
 def sinks_panel(view: View) -> Table | None:
     table = _table(
-        "sinks", "sink", "sent/s", "received/s", "failed", "dropped", "queue", "spool rows", "bytes"
+        "sinks",
+        *("sink", "sent/s", "received/s", "failed", "dead-lettered", "dropped", "queue"),
+        *("spool rows", "bytes"),
     )
     parts = {
         "sent": view.summed("sink_sent", by="sink"),
         "received": view.summed("sink_received", by="sink"),
         "failed": view.summed("sink_failed", by="sink"),
+        "dead": view.summed("sink_dead_lettered", by="sink"),
         "dropped": view.summed("sink_dropped", by="sink"),
         "queue": view.summed("sink_queue_depth", by="sink"),
         "rows": view.summed("spool_rows", by="sink"),
@@ -176,6 +179,7 @@ def sinks_panel(view: View) -> Table | None:
             get("sent", True),
             get("received", True),
             get("failed"),
+            get("dead"),
             get("dropped"),
             get("queue"),
             get("rows"),

@@ -123,6 +123,17 @@ async def test_filters_and_rejected_requests(tapped: Client) -> None:
     assert (await tapped.get("/__tap__", params={"kind": "x"}, headers=AUTH)).status == 400
 
 
+async def test_a_refused_batch_shows_its_events_and_why(tapped: Client) -> None:
+    resp = await tapped.get("/__tap__", headers=AUTH)
+    await read_until(resp, 1)
+    data = body([("flow.signin.submit", 1)], flowId="0" * 64)  # does not verify
+    assert (await tapped.post("/metrics", json=data)).status == 200  # FxA drops it silently
+    (line,) = await read_until(resp, 1)
+    assert line["event"] == "flow.signin.submit" and line["dropped"] == "invalid_signature"
+    assert tapped.app[STATE].stats.get("metrics.batch.dropped", reason="invalid_signature") == 1
+    resp.close()
+
+
 async def test_a_slow_tap_drops_and_is_told_ingest_goes_on(
     tapped: Client, sink: MemorySink
 ) -> None:
@@ -298,3 +309,22 @@ async def test_sigterm_ends_the_tap_rather_than_wait_for_it(tmp_path: Path) -> N
             assert await router.wait() == 0
             assert b"closed the stream" in await tap.stderr.readline()
             assert await tap.wait() == 0
+
+
+async def test_strict_mode_batches_are_tapped_too(
+    aiohttp_client: AiohttpClient, settings: Settings, sink: MemorySink, rules: Any
+) -> None:
+    from router.app import make_app
+
+    settings.admin.token = TOKEN
+    settings.spool.strict = True  # the handler processes the batch itself, not Deferred
+    client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink]))
+    resp = await client.get("/__tap__", params={"kind": "flow"}, headers=AUTH)
+    await read_until(resp, 1)
+    assert (await client.post("/metrics", json=body([("flow.signin.submit", 1)]))).status == 200
+    got = await read_until(resp, 2)
+    assert [(g["type"], g["event"]) for g in got] == [
+        ("event", "flow.signin.submit"),
+        ("record", "flow.signin.submit"),
+    ]
+    resp.close()

@@ -202,6 +202,20 @@ def _document() -> dict[str, Any]:
                 "parameters": [*_query_parameters(flow_query), origin],
                 "responses": {"200": _json("FlowStarted", "A new flow"), **_errors(400, 403, 503)},
             },
+            "options": {
+                "summary": "CORS preflight: answered for allowed origins only",
+                "parameters": [{**origin, "required": True}],
+                "responses": {
+                    "204": {
+                        "description": "The origin is allowed",
+                        "headers": {
+                            "Access-Control-Allow-Origin": {"schema": {"type": "string"}},
+                            "Access-Control-Allow-Methods": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(403),
+                },
+            },
         },
         "/metrics": {
             "post": _post(

@@ -25,7 +25,7 @@ from .deadletter import DeadLetters
 from .dispatch import Dispatcher, SinkRunner
 from .flow import FlowSigner
 from .geo import GeoDB
-from .handlers import dockerflow, sidecar
+from .handlers import admin, dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
@@ -48,8 +48,10 @@ from .state import (
     SIGNER,
     STASH,
     STATS,
+    TAP,
 )
 from .stats import Stats, exporting
+from .tap import Tap
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,10 @@ def make_app(
     app[SIGNER] = signer
     app[PIPELINE] = pipeline
     app[DISPATCHER] = dispatcher
-    app[DEFERRED] = Deferred(pipeline, dispatcher)
+    runners = dispatcher.runners
+    tap = Tap(lambda: [(r.sink.name, r.sink.kinds) for r in runners])
+    app[TAP] = tap
+    app[DEFERRED] = Deferred(pipeline, dispatcher, tap)
     app[STASH] = StashService(context_store(settings), settings.context.ttl_seconds, stats)
     app[DEADLETTERS] = deadletters
     app[ALLOWED_ORIGINS] = frozenset(settings.flow.allowed_origins)
@@ -133,6 +138,9 @@ def make_app(
     app.router.add_post("/sidecar/events", sidecar.post_events)
     app.router.add_post("/sidecar/context", sidecar.post_context)
     app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
+    app.router.add_get("/__openapi__", admin.get_openapi)
+    app.router.add_get("/__tap__", admin.get_tap)
+    app.on_shutdown.append(admin.close_taps)
     # Started in this order, closed in the reverse one.
     app.cleanup_ctx.append(_deadletters_ctx)
     app.cleanup_ctx.append(_statsd_ctx)

@@ -262,6 +262,11 @@ class DeadLetterSettings(Section, frozen=True):
     path: str = ""
 
 
+class AdminSettings(Section, frozen=True):
+    # Bearer token of operators (`metrics-router tap`); empty: /__tap__ refuses everyone.
+    token: str = ""
+
+
 class Settings(Section, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
@@ -274,6 +279,7 @@ class Settings(Section, frozen=True):
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):

@@ -43,7 +43,15 @@ class HttpError(RouterError):
         self.headers: dict[str, str] | None = None
 
     def body(self) -> dict[str, object]:
-        return {"error": self.title, "message": self.message, "statusCode": self.status}
+        body: dict[str, object] = {
+            "error": self.title,
+            "message": self.message,
+            "statusCode": self.status,
+        }
+        if self.status < 500:
+            # Every refusal names the field it is about, in the shape FxA clients know.
+            body["validation"] = {"keys": [self.path] if self.path else []}
+        return body
 
 
 class BadRequest(HttpError):
@@ -57,13 +65,9 @@ class BadRequest(HttpError):
         """Wrap a msgspec decode/validation error, keeping the `$.path` it carries."""
         text = str(exc)
         match = _PATH.search(text)
-        path = match.group(1) if match else None
+        # msgspec names no path for a problem with the whole document (`$`).
+        path = match.group(1) if match else "$"
         return cls(text, path, reason="schema")
-
-    def body(self) -> dict[str, object]:
-        """The JSON body of the 400 response, in the shape FxA clients know."""
-        keys = [self.path] if self.path else []
-        return {**super().body(), "validation": {"keys": keys}}
 
 
 class Unauthorized(HttpError):

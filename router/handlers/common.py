@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 import msgspec
@@ -10,12 +11,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..dispatch import SpoolError
-from ..errors import HttpError, RouterError, Unavailable
+from ..errors import HttpError, RouterError, Unauthorized, Unavailable
 from ..flow import now_ms
 from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
-from ..state import DISPATCHER, SETTINGS, STATS
+from ..state import DISPATCHER, SETTINGS, STATS, TAP
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -60,6 +61,16 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
+def require_bearer(request: web.Request, token: str) -> None:
+    """Constant-time bearer token check; an unset token refuses everyone."""
+    expected = token.encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    ok = hmac.compare_digest(given.strip().encode(), expected)
+    if not expected or scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+
+
 def check_capacity(app: web.Application) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
     reason = app[DISPATCHER].refusal
@@ -89,28 +100,53 @@ async def accept(app: web.Application, batch: RecordBatch) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
+    """The one translation boundary: RouterError and HTTP errors become JSON bodies.
+
+    Every answer is counted (`requests{endpoint,status}`, what `metrics-router top` shows).
+    """
+    stats, tap = request.app[STATS], request.app[TAP]
+    endpoint = request.match_info.route.resource
+    name = endpoint.canonical if endpoint is not None else "other"
+    status = 500
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except RouterError as exc:
-        endpoint = request.match_info.route.resource
-        name = endpoint.canonical if endpoint is not None else request.path
+        status = exc.status
         reason = exc.reason if isinstance(exc, HttpError) else "error"
-        request.app[STATS].incr(
+        stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
+        if tap.subscribers:
+            path = exc.path if isinstance(exc, HttpError) else None
+            tap.rejected(name, exc.status, reason, path, str(exc))
         headers = exc.headers if isinstance(exc, HttpError) else None
         return json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
+        status = exc.status
         if exc.status < 400:
             raise
-        request.app[STATS].incr(
+        reason = exc.reason.lower()
+        stats.incr(
             "request.rejected",
             1,
-            {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},
+            # Not the path: every stranger's 404 must not add a counter.
+            {"endpoint": name, "reason": reason, "status": str(exc.status)},
         )
+        if tap.subscribers:
+            tap.rejected(name, exc.status, reason, None, exc.text or exc.reason)
+        answer: dict[str, object] = {
+            "error": exc.reason,
+            "message": exc.text or exc.reason,
+            "statusCode": exc.status,
+        }
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            answer["validation"] = {"keys": ["$"]}  # the body as a whole
         return json_response(
-            {"error": exc.reason, "message": exc.text or exc.reason, "statusCode": exc.status},
+            answer,
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    finally:
+        stats.incr("requests", 1, {"endpoint": name, "status": str(status)})

@@ -133,8 +133,9 @@ class Server:
         self.stop()
 
 
-def baseline_server(port: int, cpu: int | None) -> Server:
-    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+def baseline_server(port: int, cpu: int | None, mode: str = "bare") -> Server:
+    """`bench.baseline` in `mode` ("bare" or "decode")."""
+    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--mode", mode]
     return Server(argv, "baseline listening", cpu)
 
 

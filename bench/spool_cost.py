@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from router.app import make_app
-from router.config import FlowSettings, load_settings
+from router.config import load_settings, override
 from router.flow import FlowSigner, now_ms
 from router.records import Record
 from router.sinks.base import Kind, Sink
@@ -52,11 +52,15 @@ class DurableNullSink(NullSink):
 def _serve(port: int, spool_dir: str, mode: dict[str, Any]) -> None:
     import uvloop
 
-    settings = load_settings(environ={})
-    settings.flow = FlowSettings(key=KEY)
-    settings.spool.path = spool_dir
-    settings.spool.strict = mode.get("strict", False)
-    settings.spool.fsync = mode.get("fsync", False)
+    settings = override(
+        load_settings(environ={}),
+        flow={"key": KEY},
+        spool={
+            "path": spool_dir,
+            "strict": mode.get("strict", False),
+            "fsync": mode.get("fsync", False),
+        },
+    )
     sink = DurableNullSink("bench") if mode["durable"] else NullSink("bench")
     app = make_app(settings, sinks=[sink])
     web.run_app(

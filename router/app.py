@@ -1,4 +1,10 @@
-"""make_app(): routes, the process's long-lived objects, and their start and stop."""
+"""make_app(): routes, the process's long-lived objects, and their start and stop.
+
+Every resource with a lifetime has one owner, a cleanup context here, and one typed
+key (`router.state`). aiohttp runs the contexts in order and closes them in reverse,
+so the dead-letter store outlives the sinks that write to it; if one fails to start,
+those before it are closed again.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +12,50 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
+from . import __version__
+from .checks import check, prepare, rule_paths
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
 from .dispatch import DiskCheck, Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
 from .flow import FlowSigner
-from .handlers import dockerflow, sidecar
+from .geo import GeoDB
+from .handlers import admin, dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
+from .ingest import Deferred
+from .locale import LocaleMatcher
 from .mapping import Pipeline
-from .registry import Registry, RegistryError, load_registry
-from .ruletable import RuleError, RuleTable, default_rules_path, load_rules
-from .sinks import Sink, build_sinks
+from .registry import Registry, load_registry
+from .ruleset import RuleSet
+from .ruletable import RuleTable
+from .sinks import FACTORIES, Sink, SinkFactory, build_sinks
+from .sinks.log import LogSink
 from .spool import Spool
-from .state import STATE, RouterState
-from .stats import Stats, StatsdExporter
+from .state import (
+    ALLOWED_ORIGINS,
+    DEADLETTERS,
+    DEFERRED,
+    DISPATCHER,
+    PIPELINE,
+    SETTINGS,
+    SIGNER,
+    STASH,
+    STATS,
+    TAP,
+)
+from .stats import Stats, exporting
+from .tap import Tap
 
 log = logging.getLogger(__name__)
 
-
-def rule_paths(settings: Settings) -> list[Path]:
-    return [Path(p) for p in settings.rules.paths] or [default_rules_path()]
+__all__ = ["make_app", "reload_rules", "reopen_logs", "rule_paths"]
 
 
 def flow_key(settings: Settings) -> str:
@@ -52,67 +75,61 @@ def make_app(
     sinks: Sequence[Sink] | None = None,
     stats: Stats | None = None,
     registry: Registry | None = None,
+    ruleset: RuleSet | None = None,
+    sink_factories: Mapping[str, SinkFactory] = FACTORIES,
 ) -> web.Application:
     """The router as an aiohttp application.
 
-    `rules`, `registry` and `sinks` replace what the settings name (tests and benchmarks).
+    `ruleset` (or `rules` and `registry`) and `sinks` replace what the settings name (tests
+    and benchmarks); `sink_factories` build the sinks of `[sinks.<name>]` sections. Without
+    a rule set, everything is checked first (`checks.prepare`): StartupError lists every
+    problem.
     """
+    if ruleset is None:
+        if rules is None:
+            ruleset = prepare(settings).ruleset
+            assert ruleset is not None
+        else:
+            found = registry if registry is not None else load_registry(rule_paths(settings))
+            ruleset = RuleSet(rules, found)
     stats = stats or Stats(settings.stats.default_sample_rate)
     signer = FlowSigner(flow_key(settings), settings.flow.expiry_seconds)
-    table = rules if rules is not None else load_rules(rule_paths(settings))
-    pipeline = Pipeline(table, signer, stats, settings.flow.clients)
-    # One dead-letter store for the process; it opens its file on first use.
+    pipeline = Pipeline(
+        ruleset,
+        signer,
+        stats,
+        settings.flow.clients,
+        settings.amplitude.app_version or __version__,
+        # Opened here, not on first use: the first request must not pay for it.
+        geo=GeoDB(settings.geo.database, settings.geo.cache_size) if settings.geo.enabled else None,
+        locales=LocaleMatcher(settings.flow.supported_locales, settings.flow.default_locale),
+    )
     deadletters = DeadLetters(deadletter_path(settings), stats)
     if sinks is None:
-        configured = build_sinks(settings, deadletters)
+        configured = build_sinks(settings, deadletters, sink_factories)
     else:
         configured = [(sink, SinkSettings(queue_size=1_000_000)) for sink in sinks]
     spool = settings.spool
-    runners = [
-        SinkRunner(
-            sink,
-            stats,
-            SpoolBuffer(
-                sink.name,
-                stats,
-                Spool(
-                    Path(spool.path) / f"{sink.name}.db",
-                    max_bytes=spool.max_bytes,
-                    fsync=spool.fsync,
-                ),
-                batch_size=conf.batch_size,
-                linger_ms=getattr(conf, "flush_interval_ms", 0),
-                commit_interval_ms=spool.commit_interval_ms,
-                memory_records=spool.memory_records,
-                strict=spool.strict,
-            )
-            if sink.durable
-            else MemoryBuffer(
-                sink.name,
-                stats,
-                queue_size=conf.queue_size,
-                batch_size=conf.batch_size,
-                linger_ms=getattr(conf, "flush_interval_ms", 0),
-            ),
-            deadletters,
-        )
-        for sink, conf in configured
-    ]
-    state = RouterState(
-        settings=settings,
-        stats=stats,
-        signer=signer,
-        pipeline=pipeline,
-        dispatcher=Dispatcher(runners, DiskCheck(spool.path, spool.min_free_disk_mb)),
-        stash=StashService(context_store(settings), settings.context.ttl_seconds, stats),
-        registry=registry if registry is not None else load_registry(rule_paths(settings)),
-        deadletters=deadletters,
-        allowed_origins=frozenset(settings.flow.allowed_origins),
+    dispatcher = Dispatcher(
+        [_runner(settings, sink, conf, stats, deadletters) for sink, conf in configured],
+        DiskCheck(spool.path, spool.min_free_disk_mb),
     )
+
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
-    app[STATE] = state
+    app[SETTINGS] = settings
+    app[STATS] = stats
+    app[SIGNER] = signer
+    app[PIPELINE] = pipeline
+    app[DISPATCHER] = dispatcher
+    runners = dispatcher.runners
+    tap = Tap(lambda: [(r.sink.name, r.sink.kinds) for r in runners])
+    app[TAP] = tap
+    app[DEFERRED] = Deferred(pipeline, dispatcher, tap)
+    app[STASH] = StashService(context_store(settings), settings.context.ttl_seconds, stats)
+    app[DEADLETTERS] = deadletters
+    app[ALLOWED_ORIGINS] = frozenset(settings.flow.allowed_origins)
     app.router.add_get("/metrics-flow", get_metrics_flow)
     app.router.add_route("OPTIONS", "/metrics-flow", options_metrics_flow)
     app.router.add_post("/metrics", post_metrics)
@@ -123,11 +140,47 @@ def make_app(
     app.router.add_post("/sidecar/events", sidecar.post_events)
     app.router.add_post("/sidecar/context", sidecar.post_context)
     app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
+    app.router.add_get("/__openapi__", admin.get_openapi)
+    app.router.add_get("/__tap__", admin.get_tap)
+    app.on_shutdown.append(admin.close_taps)
+    # Started in this order, closed in the reverse one.
+    app.cleanup_ctx.append(_deadletters_ctx)
+    app.cleanup_ctx.append(_statsd_ctx)
     app.cleanup_ctx.append(_sinks_ctx)
     app.cleanup_ctx.append(_context_ctx)
-    app.cleanup_ctx.append(_statsd_ctx)
-    app.cleanup_ctx.append(_sighup_ctx)
+    app.cleanup_ctx.append(_signals_ctx)
     return app
+
+
+def _runner(
+    settings: Settings, sink: Sink, conf: SinkSettings, stats: Stats, deadletters: DeadLetters
+) -> SinkRunner:
+    """A sink's runner: a spool buffer for a durable sink, a memory buffer for the others."""
+    spool = settings.spool
+    linger_ms = getattr(conf, "flush_interval_ms", 0)
+    buffer: MemoryBuffer | SpoolBuffer
+    if sink.durable:
+        buffer = SpoolBuffer(
+            sink.name,
+            stats,
+            Spool(
+                Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+            ),
+            batch_size=conf.batch_size,
+            linger_ms=linger_ms,
+            commit_interval_ms=spool.commit_interval_ms,
+            memory_records=spool.memory_records,
+            strict=spool.strict,
+        )
+    else:
+        buffer = MemoryBuffer(
+            sink.name,
+            stats,
+            queue_size=conf.queue_size,
+            batch_size=conf.batch_size,
+            linger_ms=linger_ms,
+        )
+    return SinkRunner(sink, stats, buffer, deadletters)
 
 
 def context_store(settings: Settings) -> ContextStore:
@@ -137,81 +190,95 @@ def context_store(settings: Settings) -> ContextStore:
     return MemoryStore(conf.memory_max_entries)
 
 
+async def _deadletters_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Opened on first use by whoever writes; closed here only, after every sink.
+    yield
+    await app[DEADLETTERS].close()
+
+
 async def _context_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    if not state.settings.sidecar.token:
+    if not app[SETTINGS].sidecar.token:
         log.warning("no [sidecar] token configured: the /sidecar endpoints refuse every request")
     yield
-    await state.stash.store.aclose()
+    await app[STASH].store.aclose()
 
 
 async def _statsd_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    conf = state.settings.stats
-    if not conf.statsd:
+    conf = app[SETTINGS].stats
+    async with exporting(app[STATS], conf.statsd, conf.prefix):
         yield
-        return
-    exporter = StatsdExporter(conf.statsd, conf.prefix)
-    await asyncio.to_thread(exporter.open)
-    state.stats.exporters.append(exporter)
-    yield
-    state.stats.exporters.remove(exporter)
-    exporter.close()
 
 
 async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    await state.dispatcher.start()
+    dispatcher = app[DISPATCHER]
+    # Rolls back on its own: a sink that fails to start stops the ones started before it.
+    await dispatcher.start()
     yield
     # Batches accepted just before shutdown are processed by loop callbacks;
     # let them run before the queues are drained.
     await asyncio.sleep(0)
-    await state.dispatcher.close(state.settings.server.shutdown_timeout_seconds)
-    await state.deadletters.close()
+    await dispatcher.close(app[SETTINGS].server.shutdown_timeout_seconds)
 
 
 async def reload_rules(app: web.Application) -> bool:
-    """Compile the rule files again; keep serving the old table if the new one is broken."""
-    state = app[STATE]
-    paths = rule_paths(state.settings)
-    try:
-        table = await asyncio.to_thread(load_rules, paths)
-    except RuleError as exc:
-        for problem in exc.problems:
+    """Read the rule set again; keep serving the old one if the new one has errors.
+
+    The same check as at start (`checks.check`), of the rule files only: the VWO settings
+    and the paths were checked at start and are not re-read by a reload.
+    """
+    stats = app[STATS]
+    checked = await asyncio.to_thread(check, app[SETTINGS], files=False)
+    ruleset = checked.ruleset
+    if ruleset is None:
+        for problem in checked.problems:
             log.error("rules reload refused: %s", problem)
-        state.stats.incr("rules.reload", 1, {"result": "refused"})
+        stats.incr("rules.reload", 1, {"result": "refused"})
         return False
-    try:
-        registry = await asyncio.to_thread(load_registry, paths)
-    except RegistryError as exc:
-        for p in exc.problems:
-            log.error("rules reload refused: %s: %s: %s", p.file, p.event, p.message)
-        state.stats.incr("rules.reload", 1, {"result": "refused"})
-        return False
-    state.pipeline.rules = table
-    state.registry = registry
-    state.stats.incr("rules.reload", 1, {"result": "ok"})
-    log.info("rules reloaded: %d exact, %d fuzzy", table.exact_count, table.fuzzy_count)
+    for problem in checked.problems:
+        log.warning("rules reload: %s", problem)
+    app[PIPELINE].use(ruleset)
+    stats.incr("rules.reload", 1, {"result": "ok"})
+    rules = ruleset.rules
+    log.info("rules reloaded: %d exact, %d fuzzy", rules.exact_count, rules.fuzzy_count)
     return True
 
 
-async def _sighup_ctx(app: web.Application) -> AsyncIterator[None]:
+async def reopen_logs(app: web.Application) -> None:
+    """Reopen the log sinks' files: after logrotate renamed them (SIGHUP, SIGUSR1)."""
+    for runner in app[DISPATCHER].runners:
+        if isinstance(runner.sink, LogSink):
+            await runner.sink.reopen()
+
+
+async def _on_hup(app: web.Application) -> None:
+    await reopen_logs(app)
+    await reload_rules(app)
+
+
+async def _signals_ctx(app: web.Application) -> AsyncIterator[None]:
+    """SIGHUP: reopen log files and reload the rules; SIGUSR1: reopen log files (as nginx)."""
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[bool]] = set()
+    tasks: set[asyncio.Task[None]] = set()
 
-    def on_hup() -> None:
-        task = loop.create_task(reload_rules(app))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    def handler(
+        action: Callable[[web.Application], Coroutine[None, None, None]],
+    ) -> Callable[[], None]:
+        def on_signal() -> None:
+            task = loop.create_task(action(app))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
-    try:
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-    except (NotImplementedError, RuntimeError, ValueError):
-        installed = False  # not the main thread, or no signals here
-    else:
-        installed = True
+        return on_signal
+
+    installed: list[signal.Signals] = []
+    for sig, action in ((signal.SIGHUP, _on_hup), (signal.SIGUSR1, reopen_logs)):
+        try:
+            loop.add_signal_handler(sig, handler(action))
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread, or no signals here
+        installed.append(sig)
     yield
-    if installed:
-        loop.remove_signal_handler(signal.SIGHUP)
+    for sig in installed:
+        loop.remove_signal_handler(sig)
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""The command line: `serve`, `rules check`, `rules explain`, `dlq list|show|replay|purge`."""
+"""The command line: `serve`, `rules`, `dlq`, `forward`; consoles `tap`, `top`, `openapi`."""
 
 from __future__ import annotations
 
@@ -6,84 +6,96 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings, load_settings
-from .errors import ConfigError
+from .config import Settings, load_settings, override
+from .errors import ConfigError, Problem, ProblemsError, summary
 
 if TYPE_CHECKING:
     from .deadletter import DeadLetter, DeadLetters
+    from .sinks import SinkFactory
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
+    server: dict[str, Any] = {}
     if getattr(args, "host", None):
-        settings.server.host = args.host
+        server["host"] = args.host
     if getattr(args, "port", None) is not None:
-        settings.server.port = args.port
+        server["port"] = args.port
     if getattr(args, "workers", None) is not None:
         if not 1 <= args.workers <= 256:
-            raise ConfigError([f"--workers {args.workers}: expected 1 to 256"])
-        settings.server.workers = args.workers
-    return settings
+            where = f"--workers {args.workers}"
+            raise ConfigError([Problem(file="", where=where, message="expected 1 to 256")])
+        server["workers"] = args.workers
+    return override(settings, server=server) if server else settings
+
+
+def _config_name(args: argparse.Namespace) -> str:
+    return str(args.config) if args.config else "config"
+
+
+def _factories(args: argparse.Namespace) -> Mapping[str, SinkFactory]:
+    from .sinks import FACTORIES
+
+    found: Mapping[str, SinkFactory] | None = getattr(args, "sink_factories", None)
+    return FACTORIES if found is None else found
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .checks import prepare
     from .server import serve
 
-    serve(_settings(args))
+    settings = _settings(args)
+    # Everything checked at once, before a port is bound or a worker started.
+    checked = prepare(settings, config=_config_name(args))
+    serve(settings, ruleset=checked.ruleset, sink_factories=_factories(args))
     return 0
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
+    from .checks import prepare
     from .forward import forward
 
-    forward(load_settings(args.config), args.destination)
+    settings = load_settings(args.config)
+    prepare(settings, rules=False, config=_config_name(args))
+    forward(settings, args.destination, _factories(args))
     return 0
 
 
-def _rule_paths(args: argparse.Namespace) -> list[Path]:
-    from .app import rule_paths
-
-    if args.paths:
-        return [Path(p) for p in args.paths]
-    return rule_paths(_settings(args))
-
-
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from .registry import check_registry, load_registry
-    from .ruletable import check_rules, load_rules
+    from .checks import check
 
-    paths = _rule_paths(args)
-    # (file, line, severity, what, message) from the rules and the event registry together.
-    found: list[tuple[str, int | None, str, str, str]] = [
-        (p.file, p.line, p.severity, p.rule, p.message) for p in check_rules(paths)
-    ]
-    found += [(r.file, r.line, r.severity, r.event, r.message) for r in check_registry(paths)]
-    errors = sum(1 for f in found if f[2] == "error")
-    for file, line, severity, what, message in found:
-        where = f"{file}:{line}" if line else file
-        print(f"{where}: {severity}: {what}: {message}", file=sys.stderr)
-    if errors:
-        print(f"{errors} error(s), {len(found) - errors} warning(s)", file=sys.stderr)
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths] or None
+    # With --config, everything the config names is checked too, as `serve` would.
+    checked = check(settings, paths, files=bool(args.config), config=_config_name(args))
+    for problem in checked.problems:
+        print(problem, file=sys.stderr)
+    if checked.errors or checked.ruleset is None:
+        print(summary(checked.problems), file=sys.stderr)
         return 1
-    table = load_rules(paths)
-    registry = load_registry(paths)
+    from .checks import rule_paths
+
+    table, registry = checked.ruleset.rules, checked.ruleset.registry
     print(
         f"ok: {table.exact_count} exact and {table.fuzzy_count} fuzzy rules,"
         f" {len(registry)} registered server event types"
-        f" from {', '.join(map(str, paths))}; {len(found)} warning(s)"
+        f" from {', '.join(map(str, paths or rule_paths(settings)))};"
+        f" {len(checked.problems)} warning(s)"
     )
     return 0
 
 
 def cmd_rules_explain(args: argparse.Namespace) -> int:
+    from .checks import rule_paths
     from .ruletable import load_rules
 
-    table = load_rules(_rule_paths(args))
+    paths = [Path(p) for p in args.paths] or rule_paths(_settings(args))
+    table = load_rules(paths)
     for name in args.event_names:
         print(table.explain(name))
     return 0
@@ -153,7 +165,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
     async def run() -> ReplayResult:
         settings, store = _dlq_store(args)
-        sinks = {sink.name: sink for sink, _ in build_sinks(settings, store)}
+        sinks = {sink.name: sink for sink, _ in build_sinks(settings, store, _factories(args))}
         async with store, AsyncExitStack() as stack:
             for sink in sinks.values():
                 await stack.enter_async_context(sink)
@@ -183,6 +195,42 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
             return await store.purge(args.destination, args.reason)
 
     print(f"purged {asyncio.run(run())} dead letters")
+    return 0
+
+
+def _router_url(args: argparse.Namespace, settings: Settings) -> str:
+    """--url, or the router the config describes (a wildcard address means this machine)."""
+    if args.url:
+        return str(args.url).rstrip("/")
+    host = settings.server.host
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    return f"http://{host}:{settings.server.port}"
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    from .console.tap import tap
+    from .tap import TapFilter
+
+    settings = load_settings(args.config)
+    filters = TapFilter(event=args.event, kind=args.kind, sink=args.sink, rejected=args.rejected)
+    return tap(_router_url(args, settings), settings.admin.token, filters, args.json)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from .console.top import top
+
+    settings = load_settings(args.config)
+    prefix = args.prefix or settings.stats.prefix or "metrics_router"
+    return top(_router_url(args, settings), prefix, args.interval)
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from .openapi import document_bytes
+
+    if args.output:
+        Path(args.output).write_bytes(document_bytes())
+    else:
+        sys.stdout.write(document_bytes().decode())
     return 0
 
 
@@ -224,6 +272,29 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", help="TOML config file whose [rules] paths to use")
     explain.set_defaults(func=cmd_rules_explain)
 
+    tap = sub.add_parser("tap", help="stream what a running router does with each event")
+    tap.add_argument("--url", help="the router (default: [server] host and port of the config)")
+    tap.add_argument("--config", help="TOML config file ([admin] token, [server] host/port)")
+    tap.add_argument("--json", action="store_true", help="the raw lines as NDJSON")
+    tap.add_argument("--event", metavar="GLOB", help="only incoming events matching this glob")
+    tap.add_argument("--kind", choices=["flow", "amplitude", "vwo"], help="only these records")
+    tap.add_argument("--sink", metavar="NAME", help="only records for this sink")
+    tap.add_argument(
+        "--rejected", action="store_true", help="only refused requests (reason, field path)"
+    )
+    tap.set_defaults(func=cmd_tap)
+
+    top_cmd = sub.add_parser("top", help="a live dashboard of a router's or forwarder's counters")
+    top_cmd.add_argument("--url", help="the router or forwarder (default: from the config)")
+    top_cmd.add_argument("--config", help="TOML config file ([server] host/port, [stats] prefix)")
+    top_cmd.add_argument("--prefix", help="metric name prefix (default: [stats] prefix)")
+    top_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top_cmd.set_defaults(func=cmd_top)
+
+    spec = sub.add_parser("openapi", help="print (or write) the OpenAPI document")
+    spec.add_argument("--output", "-o", help="write it here (docs/openapi.json), not stdout")
+    spec.set_defaults(func=cmd_openapi)
+
     dlq = sub.add_parser("dlq", help="dead letters: records a destination refused or never took")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
 
@@ -250,28 +321,28 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, sink_factories: Mapping[str, SinkFactory] | None = None
+) -> int:
+    """Run one command; 2 when the config, rules or files they name have problems.
+
+    `sink_factories` replaces `router.sinks.FACTORIES` (tests run a real process with a
+    test destination behind a sink name).
+    """
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     args = parser().parse_args(argv)
+    args.sink_factories = sink_factories
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except ProblemsError as exc:
         for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from .ruletable import RuleError
-
-        if not isinstance(exc, RuleError):
-            raise
-        for p in exc.problems:
-            where = f"{p.file}:{p.line}" if p.line else p.file
-            print(f"{where}: {p.severity}: {p.rule}: {p.message}", file=sys.stderr)
-        return 1
+            print(problem, file=sys.stderr)
+        print(f"{exc.what}: {summary(exc.problems)}", file=sys.stderr)
+        return exc.exit_code
     return code
 
 

@@ -1,6 +1,8 @@
 """Settings: one TOML file plus METRICS_ROUTER_<SECTION>_<KEY> environment overrides.
 
-Every key is validated at start-up and every problem is reported at once.
+Every key is validated at start-up and every problem is reported at once. Settings are
+frozen: an override (command line, a worker's own directory) makes a new value with
+`msgspec.structs.replace` (`override`), so no part of the process sees another's edit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
+from .locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
 
 ENV_PREFIX = "METRICS_ROUTER_"
 
@@ -26,15 +29,16 @@ Positive = Annotated[int, Meta(ge=1)]
 ClientId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
 
 
-class Section(Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base for config sections: unknown keys are errors."""
+class Section(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base for config sections: unknown keys are errors; values never change once read."""
 
 
-class ServerSettings(Section):
+class ServerSettings(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     # How many proxies in front of us append to X-Forwarded-For; the client
-    # address is the entry that many hops from the right.
+    # address is the entry that many hops from the right (FxA's clientAddressDepth
+    # is trusted_proxies + 1; invalid addresses are skipped as there).
     trusted_proxies: NonNegative = 0
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_events_per_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
@@ -46,22 +50,49 @@ class ServerSettings(Section):
     worker_dir: str = "workers"
 
 
-class FlowSettings(Section):
+class FlowSettings(Section, frozen=True):
     # Empty: a random key is made at start (flow ids then verify only in this process).
     key: str = ""
     expiry_seconds: Positive = 7200
     max_event_offset_seconds: Positive = 172800
     allowed_origins: list[str] = msgspec.field(default_factory=list)
     clients: dict[ClientId, str] = msgspec.field(default_factory=dict)
+    # Flow-event `locale`: the best match of Accept-Language among these (i18n-abide).
+    supported_locales: list[str] = msgspec.field(
+        default_factory=lambda: list(FXA_SUPPORTED_LANGUAGES)
+    )
+    default_locale: str = FXA_DEFAULT_LANGUAGE
+    # CORS preflights of /metrics-flow: how long a browser may cache the answer.
+    cors_max_age_seconds: NonNegative = 600
+
+    def __post_init__(self) -> None:
+        known = {s.lower() for s in self.supported_locales}
+        if self.default_locale.lower() not in known:
+            raise ValueError(f"default_locale {self.default_locale!r} not in supported_locales")
 
 
-class RulesSettings(Section):
+class GeoSettings(Section, frozen=True):
+    # A MaxMind City database (GeoLite2-City / GeoIP2-City .mmdb); empty: the embedded
+    # GeoLite2 City database of the maxminddb-geolite2 package.
+    database: str = ""
+    enabled: bool = True
+    # Client addresses whose location is kept in memory (bounded).
+    cache_size: Annotated[int, Meta(ge=16)] = 65536
+
+
+class AmplitudeSettings(Section, frozen=True):
+    # The server version whose last "major.minor" is Amplitude's app_version
+    # (FxA: its train); empty: this package's version.
+    app_version: str = ""
+
+
+class RulesSettings(Section, frozen=True):
     # Empty: the bundled rules/ directory.
     paths: list[str] = msgspec.field(default_factory=list)
     cache_size: Annotated[int, Meta(ge=16)] = 65536
 
 
-class SinkSettings(Section):
+class SinkSettings(Section, frozen=True):
     enabled: bool = True
     # In-memory queue between ingest and this sink; beyond it records are
     # counted and logged as dropped (queue_full).
@@ -69,16 +100,26 @@ class SinkSettings(Section):
     batch_size: Positive = 1000
 
 
-class LogSinkSettings(SinkSettings):
+class LogSinkSettings(SinkSettings, frozen=True):
     path: str = "-"
     logger: str = "metrics-router"
     flush_interval_ms: NonNegative = 50
     # Lines are cheap to encode: big batches keep the writer's share of the event loop
     # (one turn per batch) from limiting throughput under load.
     batch_size: Positive = 4_000
+    # "mozlog": every record in a mozlog envelope; "fxa": the lines FxA's servers write
+    # (flowEvent as a bare JSON line with op and v, amplitudeEvent mozlog with op).
+    format: Literal["mozlog", "fxa"] = "mozlog"
 
 
-class MemorySinkSettings(SinkSettings):
+class ClientMetricsSinkSettings(SinkSettings, frozen=True):
+    """FxA's `client.metrics` lines: the raw bodies of sampled users (isSampledUser)."""
+
+    path: str = "-"
+    flush_interval_ms: NonNegative = 50
+
+
+class MemorySinkSettings(SinkSettings, frozen=True):
     pass
 
 
@@ -88,7 +129,7 @@ def _require(section: Section, *names: str) -> None:
         raise ValueError(f"{', '.join(missing)} required")
 
 
-class AmplitudeSinkSettings(SinkSettings):
+class AmplitudeSinkSettings(SinkSettings, frozen=True):
     # Both required (checked in __post_init__; defaults only keep the Struct kw-only).
     api_key: str = ""
     # HMAC-SHA256 key for user ids and insert ids; required so raw uids never leave.
@@ -111,7 +152,7 @@ class AmplitudeSinkSettings(SinkSettings):
         _require(self, "api_key", "hmac_key")
 
 
-class VwoSinkSettings(SinkSettings):
+class VwoSinkSettings(SinkSettings, frozen=True):
     # All three required (checked in __post_init__).
     account_id: NonNegative = 0
     sdk_key: str = ""
@@ -138,7 +179,7 @@ class VwoSinkSettings(SinkSettings):
         _require(self, "account_id", "sdk_key", "settings_path")
 
 
-class JetStreamSinkSettings(SinkSettings):
+class JetStreamSinkSettings(SinkSettings, frozen=True):
     servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     stream: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+$")] = "METRICS"
     # The subject each destination's records are published on (and forwarded from).
@@ -167,21 +208,22 @@ class JetStreamSinkSettings(SinkSettings):
             raise ValueError("subjects: at least one destination required")
 
 
-class SinksSettings(Section):
+class SinksSettings(Section, frozen=True):
     log: LogSinkSettings | None = None
+    client_metrics: ClientMetricsSinkSettings | None = None
     memory: MemorySinkSettings | None = None
     amplitude: AmplitudeSinkSettings | None = None
     vwo: VwoSinkSettings | None = None
     jetstream: JetStreamSinkSettings | None = None
 
 
-class SidecarSettings(Section):
+class SidecarSettings(Section, frozen=True):
     # Bearer token of the back-end services; empty: every sidecar request is refused (401).
     token: str = ""
     max_events_per_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
 
 
-class ContextSettings(Section):
+class ContextSettings(Section, frozen=True):
     # "host:port" of memcached servers (sharded by consistent hashing); empty: in memory.
     memcached: list[str] = msgspec.field(default_factory=list)
     ttl_seconds: Positive = 7200
@@ -190,7 +232,7 @@ class ContextSettings(Section):
     memory_max_entries: Positive = 100_000
 
 
-class StatsSettings(Section):
+class StatsSettings(Section, frozen=True):
     # "host:port" of a statsd / DogStatsD server (UDP); empty: no export.
     statsd: str = ""
     prefix: str = "metrics_router"
@@ -198,7 +240,7 @@ class StatsSettings(Section):
     default_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 0.1
 
 
-class SpoolSettings(Section):
+class SpoolSettings(Section, frozen=True):
     """The on-disk backlog of durable sinks (`<path>/<sink>.db`); see docs/durability.md."""
 
     path: str = "var/spool"
@@ -217,14 +259,21 @@ class SpoolSettings(Section):
     min_free_disk_mb: NonNegative = 16
 
 
-class DeadLetterSettings(Section):
+class DeadLetterSettings(Section, frozen=True):
     # Empty: `<spool path>/deadletter.db`.
     path: str = ""
 
 
-class Settings(Section):
+class AdminSettings(Section, frozen=True):
+    # Bearer token of operators (`metrics-router tap`); empty: /__tap__ refuses everyone.
+    token: str = ""
+
+
+class Settings(Section, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
+    geo: GeoSettings = msgspec.field(default_factory=GeoSettings)
+    amplitude: AmplitudeSettings = msgspec.field(default_factory=AmplitudeSettings)
     rules: RulesSettings = msgspec.field(default_factory=RulesSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
@@ -232,11 +281,22 @@ class Settings(Section):
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
         if not any(_enabled_sinks(self.sinks)):
-            # The embedded default: mozlog lines to stdout.
-            self.sinks.log = LogSinkSettings()
+            # The embedded default: mozlog lines to stdout (set once, while being built).
+            sinks = msgspec.structs.replace(self.sinks, log=LogSinkSettings())
+            msgspec.structs.force_setattr(self, "sinks", sinks)
+
+
+def override(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """`settings` with some keys of some sections replaced, e.g. `server={"port": 0}`."""
+    changed = {
+        name: msgspec.structs.replace(getattr(settings, name), **keys)
+        for name, keys in sections.items()
+    }
+    return msgspec.structs.replace(settings, **changed)
 
 
 def deadletter_path(settings: Settings) -> Path:
@@ -295,40 +355,49 @@ def _env_value(raw: str, tp: Any) -> Any:
     return raw
 
 
-def _overlay_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> None:
+def _env_problem(env: str, message: str) -> Problem:
+    return Problem(file="environment", where=env, message=message)
+
+
+def _overlay_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> None:
     known = {env: (path, tp) for env, path, tp in _env_keys(Settings)}
     for env, raw in environ.items():
         if not env.startswith(ENV_PREFIX):
             continue
         if env not in known:
-            problems.append(f"environment: {env} is not a known setting")
+            problems.append(_env_problem(env, f"{env} is not a known setting"))
             continue
         path, tp = known[env]
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                problems.append(f"environment: {env} overrides a non-table [{part}]")
+                problems.append(_env_problem(env, f"overrides a non-table [{part}]"))
                 break
             node = child
         else:
             try:
                 node[path[-1]] = _env_value(raw, tp)
             except msgspec.DecodeError as exc:
-                problems.append(f"environment: {env}: {exc}")
+                problems.append(_env_problem(env, str(exc)))
 
 
-def _check(cls: type[Section], data: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    """Convert each key on its own so that every bad key is reported, not just the first."""
+def _check(
+    cls: type[Section], data: Any, where: str, problems: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Convert each key on its own so that every bad key is reported, not just the first.
+
+    Problems are (key path, message) pairs; the caller knows the file.
+    """
     if not isinstance(data, dict):
-        problems.append(f"{where}: expected a table, got {type(data).__name__}")
+        problems.append((where, f"expected a table, got {type(data).__name__}"))
         return {}
     fields = _fields(cls)
     good: dict[str, Any] = {}
     for key, value in data.items():
         label = f"{where}.{key}" if where else key
         if key not in fields:
-            problems.append(f"{label}: unknown key")
+            problems.append((label, "unknown key"))
             continue
         sub = _section_type(fields[key])
         if sub is not None:
@@ -338,7 +407,7 @@ def _check(cls: type[Section], data: Any, where: str, problems: list[str]) -> di
         try:
             msgspec.convert(value, fields[key], strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(f"{label}: {exc}")
+            problems.append((label, str(exc)))
             continue
         good[key] = value
     return good
@@ -348,21 +417,25 @@ def load_settings(
     path: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read, merge and validate the configuration; raise ConfigError listing every problem."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     data: dict[str, Any] = {}
+    file = str(path or "config")
     if path is not None:
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)
         except OSError as exc:
-            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+            raise ConfigError([Problem(file=file, message=f"cannot read: {exc.strerror}")]) from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{path}: {exc}"]) from exc
+            line = getattr(exc, "lineno", None)
+            raise ConfigError([Problem(file=file, line=line, message=str(exc))]) from exc
     _overlay_env(data, os.environ if environ is None else environ, problems)
-    good = _check(Settings, data, "", problems)
+    keys: list[tuple[str, str]] = []
+    good = _check(Settings, data, "", keys)
+    problems += [Problem(file=file, where=where, message=message) for where, message in keys]
     if problems:
-        raise ConfigError([f"{path or 'config'}: {p}" for p in problems])
+        raise ConfigError(problems)
     try:
         return msgspec.convert(good, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError([f"{path or 'config'}: {exc}"]) from exc
+        raise ConfigError([Problem(file=file, message=str(exc))]) from exc

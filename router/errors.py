@@ -1,10 +1,21 @@
-"""One place where failures get a name and, where they reach HTTP, a status."""
+"""One place where failures get a name and, where they reach HTTP, a status.
+
+Two families: `HttpError`s end a request with their `status` (the error middleware in
+`handlers/common.py` is the one translation boundary), and `ProblemsError`s refuse a
+start-up or a reload, carrying every `Problem` found, each located by file and line.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+Severity = Literal["error", "warning"]
 
 
 class RouterError(Exception):
@@ -18,72 +29,152 @@ class RouterError(Exception):
         return {"error": self.title, "message": str(self), "statusCode": self.status}
 
 
-class BadRequest(RouterError):
-    """The client sent something we refuse; `path` names the failing field."""
+# -- HTTP ------------------------------------------------------------------------------------
 
-    status = 400
+
+class HttpError(RouterError):
+    """A request refused with `status`; `path` names the failing field, `reason` the counter tag."""
 
     def __init__(self, message: str, path: str | None = None, reason: str = "invalid") -> None:
         super().__init__(message)
         self.message = message
         self.path = path
         self.reason = reason
+        self.headers: dict[str, str] | None = None
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "error": self.title,
+            "message": self.message,
+            "statusCode": self.status,
+        }
+        if self.status < 500:
+            # Every refusal names the field it is about, in the shape FxA clients know.
+            body["validation"] = {"keys": [self.path] if self.path else []}
+        return body
+
+
+class BadRequest(HttpError):
+    """The client sent something we refuse."""
+
+    status = 400
+    title = "Bad Request"
 
     @classmethod
     def from_validation(cls, exc: Exception) -> BadRequest:
         """Wrap a msgspec decode/validation error, keeping the `$.path` it carries."""
         text = str(exc)
         match = _PATH.search(text)
-        path = match.group(1) if match else None
+        # msgspec names no path for a problem with the whole document (`$`).
+        path = match.group(1) if match else "$"
         return cls(text, path, reason="schema")
 
-    def body(self) -> dict[str, object]:
-        """The JSON body of the 400 response, in the shape FxA clients know."""
-        keys = [self.path] if self.path else []
-        return {
-            "error": "Bad Request",
-            "message": self.message,
-            "statusCode": self.status,
-            "validation": {"keys": keys},
-        }
 
-
-class Forbidden(BadRequest):
-    """Refused for who is asking (origin, token), not for what was sent."""
-
-    status = 403
-
-    def body(self) -> dict[str, object]:
-        return {"error": "Forbidden", "message": self.message, "statusCode": self.status}
-
-
-class Unauthorized(Forbidden):
+class Unauthorized(HttpError):
     """Missing or wrong credentials."""
 
     status = 401
-
-    def body(self) -> dict[str, object]:
-        return {"error": "Unauthorized", "message": self.message, "statusCode": self.status}
+    title = "Unauthorized"
 
 
-class Unavailable(RouterError):
+class Forbidden(HttpError):
+    """Refused for who is asking (origin), not for what was sent."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class Unavailable(HttpError):
     """We cannot keep this work right now; the client should retry after `retry_after` s."""
 
     status = 503
     title = "Service Unavailable"
 
     def __init__(self, message: str, reason: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, None, reason)
         self.headers = {"Retry-After": str(retry_after)}
 
 
-class ConfigError(RouterError):
-    """The configuration has problems; all of them are listed."""
+# -- start-up and reload problems ------------------------------------------------------------
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """One error or warning in the config, the rule files or a file they name.
+
+    `where` names the thing inside the file (a config key, a rule, an event type).
+    """
+
+    file: str
+    line: int | None = None
+    severity: Severity = "error"
+    where: str = ""
+    message: str
+
+    def __str__(self) -> str:
+        at = f"{self.file}:{self.line}" if self.line is not None else self.file
+        what = f"{self.where}: " if self.where else ""
+        return f"{at + ': ' if at else ''}{self.severity}: {what}{self.message}"
+
+
+def summary(problems: Iterable[Problem]) -> str:
+    """`N error(s), M warning(s)`: the last line under a list of problems."""
+    found = list(problems)
+    errors = sum(p.severity == "error" for p in found)
+    return f"{errors} error(s), {len(found) - errors} warning(s)"
+
+
+class ProblemsError(RouterError):
+    """Refused because of `problems` (at least one an error); every one is listed.
+
+    `exit_code` is the command's exit status: 2, or 1 when the rule table itself does not
+    compile (what `rules check` answers for it, and what `serve` always answered).
+    """
+
+    what = "problems"
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem | str], exit_code: int | None = None) -> None:
+        if exit_code is not None:
+            self.exit_code = exit_code
+        # A bare string is a problem with no file (a command-line option, say).
+        self.problems = [
+            p if isinstance(p, Problem) else Problem(file="", message=p) for p in problems
+        ]
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{self.what}: {summary(self.problems)}:\n{lines}")
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+class ConfigError(ProblemsError):
+    """The configuration (file, environment, command line) has problems."""
+
+    what = "configuration"
+
+
+class RuleError(ProblemsError):
+    """The rule files do not compile."""
+
+    what = "rule files"
+    exit_code = 1
+
+
+class RegistryError(ProblemsError):
+    """The event registry (`[events.*]` tables of the rule files) has problems."""
+
+    what = "event registry"
+
+
+class TemplateError(ValueError):
+    """A rule template that cannot be parsed (the compiler makes it a Problem of its rule)."""
+
+
+class StartupError(ProblemsError):
+    """`check()` found errors: in the config, rules, registry or the files they name."""
+
+    what = "start-up check"
 
 
 # -- delivery: buffers, stores, destinations -------------------------------------------------

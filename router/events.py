@@ -1,7 +1,10 @@
-"""Inbound wire formats: the bodies and queries browsers send, as msgspec Structs.
+r"""Inbound wire formats: the bodies and queries browsers send, as msgspec Structs.
 
 Patterns and bounds follow FxA's content-server validation; the decoder's error
-message carries the `$.path` of the failing field.
+message carries the `$.path` of the failing field. FxA's patterns are JavaScript
+regexes: `\w` is ASCII only and `$` is the end of the text, so ours are `(?a)...\Z`
+(Python's `$` also matches before a final newline; `router/openapi.py` writes them
+back in JavaScript's dialect for the OpenAPI document).
 
 `POST /metrics` bodies are the hot path: their string patterns are `Checked` after
 decoding instead of by the decoder, so a value seen before (the same flow id, utm
@@ -52,39 +55,45 @@ class Checked:
 
 Str = Annotated[str, Meta(max_length=1024)]
 Offset = Annotated[int, Meta(ge=0)]
-Hex32OrNone = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32}|none)$")]
-FlowId = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
-Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.:-]+$")]
-Utm = Annotated[str, Meta(max_length=128, pattern=r"^[\w/.%-]+$")]
-Context = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
-Service = Annotated[str, Meta(pattern=r"^(?:sync|content-server|none|[0-9a-f]{16})$")]
-Broker = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z-]+$")]
-Lang = Annotated[str, Meta(max_length=1024, pattern=r"^[a-z]+(?:-[A-Za-z]+)?$")]
-UniqueUserId = Annotated[str, Meta(pattern=r"^(?:[0-9a-fA-F-]{36}|none)$")]
-InitialView = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z._-]+$")]
+Hex32OrNone = Annotated[str, Meta(pattern=r"(?a)^(?:[0-9a-f]{32}|none)\Z")]
+FlowId = Annotated[str, Meta(pattern=r"(?a)^[0-9a-fA-F]{64}\Z")]
+Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.:-]+\Z")]
+Utm = Annotated[str, Meta(max_length=128, pattern=r"(?a)^[\w/.%-]+\Z")]
+# FxA's validation.js: UTM_CAMPAIGN = UTM.allow('page+referral+-+not+part+of+a+campaign').
+_UTM_CAMPAIGN = r"(?a)^(?:[\w/.%-]+|page\+referral\+-\+not\+part\+of\+a\+campaign)\Z"
+UtmCampaign = Annotated[str, Meta(max_length=128, pattern=_UTM_CAMPAIGN)]
+Context = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z_-]+\Z")]
+Service = Annotated[str, Meta(pattern=r"(?a)^(?:sync|content-server|none|[0-9a-f]{16})\Z")]
+Broker = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z-]+\Z")]
+Lang = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[a-z]+(?:-[A-Za-z]+)?\Z")]
+UniqueUserId = Annotated[str, Meta(pattern=r"(?a)^(?:[0-9a-fA-F-]{36}|none)\Z")]
+InitialView = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z._-]+\Z")]
 Dimension = Annotated[float, Meta(ge=0)] | Literal["none"]
-SyncEngine = Annotated[str, Meta(max_length=64, pattern=r"^[a-z]+$")]
-ExperimentGroup = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.-]+$")]
-Choice = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.-]+$")]
-ProductId = Annotated[str, Meta(pattern=r"^prod_[0-9A-Za-z]+$")]
+SyncEngine = Annotated[str, Meta(max_length=64, pattern=r"(?a)^[a-z]+\Z")]
+ExperimentGroup = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.-]+\Z")]
+Choice = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.-]+\Z")]
+ProductId = Annotated[str, Meta(pattern=r"(?a)^prod_[0-9A-Za-z]+\Z")]
 FormType = Literal["email", "other", "button", "subscribe"]
-Uid = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+Uid = Annotated[str, Meta(pattern=r"(?a)^[0-9a-f]{32}\Z")]
 
 
 # The same patterns, checked after decoding (see `Checked`).
-CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"^(?:[0-9a-f]{32}|none)$")]
-CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"^[0-9a-fA-F]{64}$")]
-CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"^[\w.:-]+$")]
-CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"^[\w/.%-]+$")]
-CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z_-]+$")]
+CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"(?a)^(?:[0-9a-f]{32}|none)\Z")]
+CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"(?a)^[0-9a-fA-F]{64}\Z")]
+CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[\w.:-]+\Z")]
+CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"(?a)^[\w/.%-]+\Z")]
+CheckedUtmCampaign = Annotated[str, Meta(max_length=128), Checked(_UTM_CAMPAIGN)]
+CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z_-]+\Z")]
 CheckedService = Annotated[
-    str, Meta(max_length=64), Checked(r"^(?:sync|content-server|none|[0-9a-f]{16})$")
+    str, Meta(max_length=64), Checked(r"(?a)^(?:sync|content-server|none|[0-9a-f]{16})\Z")
 ]
-CheckedBroker = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z-]+$")]
-CheckedLang = Annotated[str, Meta(max_length=1024), Checked(r"^[a-z]+(?:-[A-Za-z]+)?$")]
-CheckedUniqueUserId = Annotated[str, Meta(max_length=36), Checked(r"^(?:[0-9a-fA-F-]{36}|none)$")]
-CheckedInitialView = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z._-]+$")]
-EVENT_TYPE = Checked(r"^[\w\s.:-]+$")
+CheckedBroker = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z-]+\Z")]
+CheckedLang = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[a-z]+(?:-[A-Za-z]+)?\Z")]
+CheckedUniqueUserId = Annotated[
+    str, Meta(max_length=36), Checked(r"(?a)^(?:[0-9a-fA-F-]{36}|none)\Z")
+]
+CheckedInitialView = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z._-]+\Z")]
+EVENT_TYPE = Checked(r"(?a)^[\w\s.:-]+\Z")
 
 
 class Event(Struct, frozen=True, array_like=False, gc=False):
@@ -98,7 +107,7 @@ class Experiment(Struct, frozen=True):
 
 
 class Marketing(Struct, frozen=True):
-    campaignId: Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
+    campaignId: Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z_-]+\Z")]
     clicked: bool
     url: Str
 
@@ -110,6 +119,18 @@ class Screen(Struct, frozen=True):
     clientHeight: Dimension = NONE
     devicePixelRatio: Dimension = NONE
 
+
+class UserPreferences(Struct, frozen=True, forbid_unknown_fields=True):
+    """FxA's USER_PREFERENCES: an object of these three booleans only."""
+
+    account_recovery: bool | None = msgspec.field(default=None, name="account-recovery")
+    emails: bool | None = None
+    two_step_authentication: bool | None = msgspec.field(
+        default=None, name="two-step-authentication"
+    )
+
+
+Newsletter = Annotated[str, Meta(max_length=64, pattern=r"(?a)^[\w.-]+\Z")]
 
 # Navigation timing values are numbers; typing them stops deep-nesting payloads.
 NavigationTiming = dict[Annotated[str, Meta(max_length=64)], float | None]
@@ -137,7 +158,7 @@ class MetricsBody(Struct, kw_only=True, gc=False):
     entryPoint: CheckedEntrypoint | None = None
     entrypoint_experiment: CheckedEntrypoint | None = None
     entrypoint_variation: CheckedEntrypoint | None = None
-    utm_campaign: CheckedUtm | None = None
+    utm_campaign: CheckedUtmCampaign | None = None
     utm_content: CheckedUtm | None = None
     utm_medium: CheckedUtm | None = None
     utm_source: CheckedUtm | None = None
@@ -160,6 +181,8 @@ class MetricsBody(Struct, kw_only=True, gc=False):
     product_id: Str | None = None
     navigationTiming: NavigationTiming | None = None
     numStoredAccounts: Offset | None = None
+    newsletters: Annotated[list[Newsletter], Meta(max_length=32)] | None = None
+    userPreferences: UserPreferences | None = None
 
 
 class FlowQuery(Struct, kw_only=True):
@@ -173,7 +196,7 @@ class FlowQuery(Struct, kw_only=True):
     service: Service | None = None
     context: Context | None = None
     utm_source: Utm | None = None
-    utm_campaign: Utm | None = None
+    utm_campaign: UtmCampaign | None = None
     utm_content: Utm | None = None
     utm_medium: Utm | None = None
     utm_term: Utm | None = None
@@ -213,10 +236,10 @@ def check_patterns(body: MetricsBody) -> None:
 
 # -- sidecar: server-side events from back-end services ------------------------------------
 
-Hex32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-TokenId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")]
-ServerEventName = Annotated[str, Meta(max_length=256, pattern=r"^[\w.:-]+$")]
-FlowType = Annotated[str, Meta(max_length=64, pattern=r"^\w+$")]
+Hex32 = Annotated[str, Meta(pattern=r"(?a)^[0-9a-f]{32}\Z")]
+TokenId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"(?a)^[0-9A-Za-z_-]+\Z")]
+ServerEventName = Annotated[str, Meta(max_length=256, pattern=r"(?a)^[\w.:-]+\Z")]
+FlowType = Annotated[str, Meta(max_length=64, pattern=r"(?a)^\w+\Z")]
 AttributeName = Annotated[str, Meta(max_length=64)]
 AttributeValue = Annotated[str, Meta(max_length=1024)] | int | float | bool | None
 
@@ -244,6 +267,12 @@ class MetricsContext(Struct, kw_only=True, forbid_unknown_fields=True, omit_defa
             raise ValueError("flowId and flowBeginTime must be given together")
 
 
+class Device(Struct, kw_only=True):
+    """One of the user's devices, for the sync device counts (other keys are ignored)."""
+
+    lastAccessTime: Offset | None = None
+
+
 class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
     """One event a back-end service reports for a user and the token it used."""
 
@@ -257,6 +286,8 @@ class ServerEvent(Struct, kw_only=True, forbid_unknown_fields=True):
     # The end user's User-Agent, when the service has it (Amplitude os/browser fields).
     user_agent: Annotated[str, Meta(max_length=1024)] | None = None
     metrics_context: MetricsContext | None = None
+    # The user's devices (FxA's `devices`): sync_device_count, sync_active_devices_*.
+    devices: Annotated[list[Device], Meta(max_length=1000)] | None = None
     attributes: Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)] = msgspec.field(
         default_factory=dict
     )

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -33,10 +33,10 @@ from .dispatch.buffer import SourceBuffer, Ticket
 from .dispatch.runner import Delivery, SinkRunner
 from .errors import ConfigError, DeadLetterError
 from .records import Record
-from .sinks import FACTORIES, Sink
+from .sinks import FACTORIES, Sink, SinkFactory
 from .sinks.base import Dropped
 from .sinks.retry import Backoff
-from .stats import Stats
+from .stats import Stats, exporting
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,20 @@ FINISH_SECONDS = 3600.0
 
 
 def build_destination(
-    settings: Settings, name: str, deadletters: DeadLetters | None = None
+    settings: Settings,
+    name: str,
+    deadletters: DeadLetters | None = None,
+    factories: Mapping[str, SinkFactory] = FACTORIES,
 ) -> Sink:
-    """The sink named `name`, from its `[sinks.<name>]` section, through FACTORIES."""
-    if name not in FACTORIES:
-        known = ", ".join(sorted(n for n in FACTORIES if n != "jetstream"))
+    """The sink named `name`, from its `[sinks.<name>]` section, through `factories`."""
+    if name not in factories:
+        known = ", ".join(sorted(n for n in factories if n != "jetstream"))
         raise ConfigError([f"forward: unknown destination {name!r} (known: {known})"])
     conf = getattr(settings.sinks, name, None)
     if conf is None:
         raise ConfigError([f"forward: destination {name!r} needs a [sinks.{name}] section"])
     store = deadletters or DeadLetters(deadletter_path(settings))
-    return FACTORIES[name](name, conf, settings, store)
+    return factories[name](name, conf, settings, store)
 
 
 def bus_settings(settings: Settings) -> JetStreamSinkSettings:
@@ -298,25 +301,30 @@ class BusBuffer(SourceBuffer):
         self._later(self.forwarder.retry_later(ticket.msgs, repr(error)))
 
 
-def forward(settings: Settings, destination: str) -> None:
+def forward(
+    settings: Settings, destination: str, factories: Mapping[str, SinkFactory] = FACTORIES
+) -> None:
     """`metrics-router forward`: run one delivery worker until SIGTERM/SIGINT."""
     from .server import new_event_loop
 
     conf = bus_settings(settings)
-    store = DeadLetters(deadletter_path(settings))
-    sink = build_destination(settings, destination, store)
-    forwarder = Forwarder(conf, destination, sink, deadletters=store)
+    # One Stats for the forwarder, its sink and its dead letters, exported like serve's.
+    stats = Stats(settings.stats.default_sample_rate)
+    store = DeadLetters(deadletter_path(settings), stats)
+    sink = build_destination(settings, destination, store, factories)
+    sink.stats = stats
+    forwarder = Forwarder(conf, destination, sink, stats, deadletters=store)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        try:
-            await forwarder.run(stop)
-        finally:
-            # This process's store: no sink owns it (their aclose leaves it alone).
-            await store.close()
+        async with exporting(stats, settings.stats.statsd, settings.stats.prefix):
+            try:
+                await forwarder.run(stop)
+            finally:
+                await store.close()
         log.info("forwarder %s stopped", destination)
 
     loop = new_event_loop()

@@ -79,4 +79,6 @@ def record_id(key: bytes, record: Record) -> str:
         return record.insert_id or with_insert_id(key, record).insert_id or ""
     if isinstance(record, VwoConversion):
         return vwo_id(record)
-    return flow_id(record)
+    if isinstance(record, FlowEvent):
+        return flow_id(record)
+    raise TypeError(f"{type(record).__name__} records carry no message id")

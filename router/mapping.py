@@ -16,11 +16,15 @@ import msgspec
 
 from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
 from .flow import FlowProblem, FlowSigner
-from .records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
+from .fxa_fields import client_metrics, sync_devices, user_preferences
+from .geo import GeoDB, Location
+from .locale import LocaleMatcher
+from .records import ActivityEvent, AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
 from .registry import EventSpec
+from .ruleset import RuleSet
 from .ruletable import Mapping, RuleTable
 from .stats import Stats
-from .useragent import parse_user_agent
+from .useragent import UserAgentParser
 
 log = logging.getLogger("metrics.context")
 
@@ -48,7 +52,10 @@ class RequestInfo(msgspec.Struct, frozen=True):
     user_agent: str = ""
     ip: str | None = None
     dnt: bool = False
+    # Already matched (wins over accept_language); None: match accept_language.
     locale: str | None = None
+    # The raw Accept-Language header of an HTTP request ("" when absent); None: not HTTP.
+    accept_language: str | None = None
 
 
 def to_snake_case(text: str) -> str:
@@ -105,6 +112,11 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
     product_id: str | None = None
     sync_engines: list[str] = msgspec.field(default_factory=list)
     experiments: list[str] = msgspec.field(default_factory=list)
+    newsletters: list[str] = msgspec.field(default_factory=list)
+    # userPreferences, snake-cased, for `$append`.
+    preferences: dict[str, bool] = msgspec.field(default_factory=dict)
+    # sync_device_count, sync_active_devices_day|week|month (server events).
+    devices: dict[str, int] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_body(cls, body: MetricsBody) -> Subject:
@@ -131,6 +143,8 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
             experiments=[
                 f"{to_snake_case(e.choice)}_{to_snake_case(e.group)}" for e in body.experiments
             ],
+            newsletters=[to_snake_case(n) for n in body.newsletters or ()],
+            preferences=user_preferences(body.userPreferences),
         )
 
     @classmethod
@@ -155,7 +169,9 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
         )
 
     @classmethod
-    def from_server_event(cls, event: ServerEvent, context: MetricsContext | None) -> Subject:
+    def from_server_event(
+        cls, event: ServerEvent, context: MetricsContext | None, received: int | None = None
+    ) -> Subject:
         """A back-end event; `context` is its metrics context with invalid flow fields removed."""
         ctx = context or _NO_CONTEXT
         return cls(
@@ -175,6 +191,7 @@ class Subject(msgspec.Struct, kw_only=True, gc=False):
             utm_term=ctx.utmTerm,
             plan_id=ctx.planId or _str_attr(event, "planId"),
             product_id=ctx.productId or _str_attr(event, "productId"),
+            devices=sync_devices(event.devices, received) if received is not None else {},
         )
 
     def field(self, name: str) -> Any:
@@ -205,19 +222,35 @@ class Pipeline:
 
     def __init__(
         self,
-        rules: RuleTable,
+        ruleset: RuleSet,
         signer: FlowSigner,
         stats: Stats,
         clients: dict[str, str] | None = None,
         app_version: str | None = None,
+        *,
+        geo: GeoDB | None = None,
+        locales: LocaleMatcher | None = None,
+        user_agents: UserAgentParser | None = None,
     ) -> None:
-        self.rules = rules
+        self.ruleset = ruleset
         self.signer = signer
         self.stats = stats
         self.clients = clients or {}
+        # All built here, at start-up: nothing is built lazily on the request path.
+        self.geo = geo
+        self.locales = locales or LocaleMatcher()
+        self.user_agents = user_agents or UserAgentParser()
         # Amplitude's app_version is the product's "major.minor" (FxA: its train).
         version = _APP_VERSION.search(app_version or "")
         self.app_version = version.group(0) if version else None
+
+    @property
+    def rules(self) -> RuleTable:
+        return self.ruleset.rules
+
+    def use(self, ruleset: RuleSet) -> None:
+        """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
+        self.ruleset = ruleset
 
     # -- shared per-request parts ---------------------------------------------------------
 
@@ -230,7 +263,8 @@ class Pipeline:
 
     def _templates(self, subject: Subject, req: RequestInfo) -> _Shared:
         """The event fields, base event_properties and user_properties shared by a batch."""
-        ua = parse_user_agent(req.user_agent)
+        ua = self.user_agents.parse(req.user_agent)
+        where = self._location(req)
         service_name, client_id = self._service_name(subject.service)
         event_properties = {
             k: v
@@ -261,11 +295,16 @@ class Pipeline:
         }
         if subject.sync_engines:
             user_properties["sync_engines"] = subject.sync_engines
+        if subject.newsletters:
+            user_properties["newsletters"] = subject.newsletters
+            user_properties["newsletter_state"] = "subscribed"
+        user_properties.update(subject.devices)
         append: dict[str, Any] = {}
         if service_name:
             append["fxa_services_used"] = service_name
         if subject.experiments:
             append["experiments"] = subject.experiments
+        append.update(subject.preferences)
         if append:
             user_properties["$append"] = append
         fields = {
@@ -274,21 +313,38 @@ class Pipeline:
             "session_id": subject.flow_begin_time,
             "app_version": self.app_version,
             "language": subject.lang,
+            "country": where.country if where else None,
+            "region": where.region if where else None,
             "os_name": ua.os,
             "os_version": ua.os_version,
-            "device_model": ua.form_factor,
+            "device_model": ua.device_model,
         }
         return _Shared(fields, event_properties, user_properties)
 
+    def _location(self, req: RequestInfo) -> Location | None:
+        return self.geo.locate(req.ip) if self.geo is not None else None
+
+    def _locale(self, subject: Subject, req: RequestInfo) -> str | None:
+        if req.locale:
+            return req.locale
+        if req.accept_language is not None:
+            return self.locales.locale(req.accept_language)
+        return subject.lang
+
     def _flow_fields(self, subject: Subject, req: RequestInfo) -> dict[str, Any]:
+        where = self._location(req)
         fields = {
             "flow_id": subject.flow_id,
             "context": _cut(subject.context),
             "entrypoint": _cut(subject.entrypoint),
             "service": _cut(subject.service),
-            "locale": _cut(req.locale or subject.lang),
+            "locale": _cut(self._locale(subject, req)),
             "userAgent": _cut(req.user_agent),
         }
+        if where is not None:
+            fields["country"] = where.country
+            fields["countryCode"] = where.country_code
+            fields["region"] = where.region
         if not req.dnt:
             for key in ("utm_campaign", "utm_content", "utm_medium", "utm_source"):
                 value = getattr(subject, key)
@@ -373,9 +429,15 @@ class Pipeline:
     # -- whole requests -------------------------------------------------------------------
 
     def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
-        """The records of one `POST /metrics` batch (empty when its flow is refused)."""
+        """The records of one `POST /metrics` batch.
+
+        When its flow is refused, nothing but a sampled user's `client.metrics` record.
+        """
         out = RecordBatch()
         stats = self.stats
+        if body.isSampledUser:
+            # post-metrics.js writes sampled users' batches before it looks at the flow.
+            out.client_metrics.append(client_metrics(body, req.received, req.user_agent))
         problem = self.signer.check(body.flowId, body.flowBeginTime, req.received)
         if problem is not None:
             stats.incr("metrics.batch.dropped", 1, {"reason": problem.value})
@@ -422,7 +484,8 @@ class Pipeline:
             if name.startswith("flow."):
                 flows.append(_replace(flow_template, event=name, flow_time=flow_time, time=time))
         stats.incr("metrics.events.accepted", len(body.events))
-        stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
+        if len(body.events) > unmapped + stale:
+            stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
         if unmapped:
             stats.incr("metrics.events.unmapped", unmapped)
         if stale:
@@ -456,13 +519,14 @@ class Pipeline:
         return out
 
     def check_context(self, context: MetricsContext | None, now: int) -> str | None:
-        """None when the context carries a valid flow, else the reason (FxA's wording)."""
+        """None when the context carries a valid flow, else the reason: a counter tag.
+
+        Tags are snake_case, as every counter's, so statsd and Prometheus show them alike.
+        """
         if context is None:
-            return "missing context"
+            return MISSING_CONTEXT
         problem = self.signer.check(context.flowId, context.flowBeginTime, now)
-        if problem is None:
-            return None
-        return _CONTEXT_REASONS[problem]
+        return None if problem is None else problem.value
 
     def process_server_events(self, items: list[ServerItem], received: int) -> RecordBatch:
         """The records of one batch of back-end events, through the same rule table as browsers'.
@@ -486,14 +550,27 @@ class Pipeline:
                     valid = True
                 else:
                     stats.incr("server_events.context.invalid", 1, {"reason": reason}, 1.0)
-                    log.info("metrics.context.validate: %s: %s", event.event, reason)
+                    log.info(
+                        "metrics.context.validate: %s: %s", event.event, _CONTEXT_WORDS[reason]
+                    )
                     if context is not None:
                         context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             elif context is not None and context.flowId is not None:
                 # Not a flow event: the context's other fields still apply.
                 context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
             req = RequestInfo(received=received, user_agent=event.user_agent or "")
-            subject = Subject.from_server_event(event, context)
+            subject = Subject.from_server_event(event, context, received)
+            if spec.activity and event.uid is not None:
+                # The auth server's activityEvent line (lib/metrics/events.js).
+                out.activity.append(
+                    ActivityEvent(
+                        event=event.event,
+                        uid=event.uid,
+                        device_id=subject.device_id,
+                        service=event.service,
+                        userAgent=event.user_agent,
+                    )
+                )
             time = event.time or received
             shared = self._templates(subject, req)
             first = len(out.amplitude)
@@ -520,13 +597,17 @@ class Pipeline:
                 if complete is not None and complete.event_type not in done:
                     self._emit(out, name, time, subject, req, shared, match)
         stats.incr("server_events.accepted", len(items), sample_rate=1.0)
-        stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
+        if len(items) > unmapped:
+            stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
         if unmapped:
             stats.incr("server_events.unmapped", unmapped, sample_rate=1.0)
         return out
 
 
-_CONTEXT_REASONS = {
+MISSING_CONTEXT = "missing_context"
+# The log line words each reason as FxA's does (packages/fxa-auth-server/lib/metrics/context.js).
+_CONTEXT_WORDS = {
+    MISSING_CONTEXT: "missing context",
     FlowProblem.MISSING_FLOW_ID: "missing flowId",
     FlowProblem.MISSING_BEGIN_TIME: "missing flowBeginTime",
     FlowProblem.EXPIRED: "expired flowBeginTime",

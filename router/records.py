@@ -48,6 +48,7 @@ class FlowEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
     locale: str | None = None
     userAgent: str | None = None
     country: str | None = None
+    countryCode: str | None = None
     region: str | None = None
     utm_campaign: str | None = None
     utm_content: str | None = None
@@ -66,16 +67,52 @@ class VwoConversion(Struct, omit_defaults=True, kw_only=True, gc=False):
     ip: str | None = None
 
 
-Record = AmplitudeEvent | FlowEvent | VwoConversion
+class ActivityEvent(Struct, omit_defaults=True, kw_only=True, gc=False):
+    """An auth-server activity event (FxA's `activityEvent` log line)."""
+
+    event: str
+    uid: str
+    device_id: str | None = None
+    service: str | None = None
+    userAgent: str | None = None
+    country: str | None = None
+    region: str | None = None
+
+
+class ClientMetrics(Struct, kw_only=True, gc=False):
+    """A sampled user's batch as FxA's `client.metrics` line describes it.
+
+    Built like FxA's metrics-collector-stderr.js toLoggableEvent: a whitelist of body
+    fields ("unknown" when absent), the event types and offsets, the screen size.
+    """
+
+    time: str
+    lang: Any = "unknown"
+    agent: str | None = None  # the User-Agent header; absent: left out, as there
+    duration: Any = "unknown"
+    context: Any = "unknown"
+    service: Any = "unknown"
+    marketingLink: Any = "unknown"
+    marketingType: Any = "unknown"
+    marketingClicked: Any = "unknown"
+    events: list[str] = msgspec.field(default_factory=list)
+    event_durations: list[int] = msgspec.field(default_factory=list)
+    screen_width: float | str | None = None
+    screen_height: float | str | None = None
+
+
+Record = AmplitudeEvent | FlowEvent | VwoConversion | ActivityEvent | ClientMetrics
 
 # -- kinds: the one definition of "which kind of record is this" ---------------------------
 
-Kind = Literal["amplitude", "flow", "vwo"]
+Kind = Literal["amplitude", "flow", "vwo", "activity", "client_metrics"]
 # In the order a sink taking several kinds gets a request's records.
 TYPES: dict[Kind, type[Record]] = {
     "flow": FlowEvent,
     "amplitude": AmplitudeEvent,
     "vwo": VwoConversion,
+    "activity": ActivityEvent,
+    "client_metrics": ClientMetrics,
 }
 KINDS: tuple[Kind, ...] = tuple(TYPES)
 _KIND_OF: dict[type[Any], Kind] = {tp: kind for kind, tp in TYPES.items()}
@@ -92,9 +129,17 @@ class RecordBatch(Struct, gc=False):
     amplitude: list[AmplitudeEvent] = msgspec.field(default_factory=list)
     flow: list[FlowEvent] = msgspec.field(default_factory=list)
     vwo: list[VwoConversion] = msgspec.field(default_factory=list)
+    activity: list[ActivityEvent] = msgspec.field(default_factory=list)
+    client_metrics: list[ClientMetrics] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.amplitude) + len(self.flow) + len(self.vwo)
+        return (
+            len(self.amplitude)
+            + len(self.flow)
+            + len(self.vwo)
+            + len(self.activity)
+            + len(self.client_metrics)
+        )
 
 
 # -- the batch codec: spool rows, bus messages ------------------------------------------------
@@ -116,11 +161,21 @@ class VwoRun(Struct, tag="vwo", array_like=True, gc=False):
     records: list[VwoConversion]
 
 
-Run = AmplitudeRun | FlowRun | VwoRun
+class ActivityRun(Struct, tag="activity", array_like=True, gc=False):
+    records: list[ActivityEvent]
+
+
+class ClientMetricsRun(Struct, tag="client_metrics", array_like=True, gc=False):
+    records: list[ClientMetrics]
+
+
+Run = AmplitudeRun | FlowRun | VwoRun | ActivityRun | ClientMetricsRun
 _RUNS: dict[type[Any], type[Run]] = {
     AmplitudeEvent: AmplitudeRun,
     FlowEvent: FlowRun,
     VwoConversion: VwoRun,
+    ActivityEvent: ActivityRun,
+    ClientMetrics: ClientMetricsRun,
 }
 
 

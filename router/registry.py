@@ -9,15 +9,15 @@ name, a type and whether it is required. A `*` in a type stands for one `\\w+` s
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
-from .errors import BadRequest
+from .errors import BadRequest, Problem, RegistryError
 from .events import ServerEvent
+from .ruletable.sources import Source, read_sources
 
 AttrType = Literal["str", "int", "float", "bool"]
 _CHECKS: dict[str, tuple[type, ...]] = {
@@ -63,20 +63,6 @@ class EventSpec(msgspec.Struct, frozen=True):
     flow_type: str | None = None
     file: str = ""
     line: int | None = None
-
-
-class RegistryProblem(msgspec.Struct, frozen=True):
-    file: str
-    event: str
-    message: str
-    line: int | None = None
-    severity: str = "error"
-
-
-class RegistryError(Exception):
-    def __init__(self, problems: list[RegistryProblem]) -> None:
-        super().__init__("\n".join(f"{p.file}: {p.event}: {p.message}" for p in problems))
-        self.problems = problems
 
 
 class Registry:
@@ -144,13 +130,6 @@ class Registry:
         return spec
 
 
-def _files(paths: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
-    return files
-
-
 def _line_of(text: str, name: str) -> int | None:
     quoted = re.escape(name)
     header = re.compile(rf"""^\s*\[\s*events\s*\.\s*(?:"{quoted}"|'{quoted}'|{quoted})\s*\]""")
@@ -160,24 +139,19 @@ def _line_of(text: str, name: str) -> int | None:
     return None
 
 
-def _read(files: Sequence[Path]) -> tuple[list[EventSpec], list[RegistryProblem]]:
+def compile_registry(sources: Sequence[Source]) -> tuple[Registry, list[Problem]]:
+    """The registry of already-read rule files, and every problem of its `[events.*]` tables."""
     specs: list[EventSpec] = []
-    problems: list[RegistryProblem] = []
+    problems: list[Problem] = []
     seen: dict[str, EventSpec] = {}
-    for file in files:
-        label = str(file)
-        try:
-            text = file.read_text()
-            data = tomllib.loads(text)
-        except OSError as exc:
-            problems.append(RegistryProblem(label, "-", f"cannot read: {exc.strerror}"))
-            continue
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            problems.append(RegistryProblem(label, "-", f"not valid TOML: {exc}"))
-            continue
-        events: Any = data.get("events", {})
+    for src in sources:
+        label = src.file
+        text = src.text or ""
+        events: Any = (src.raw or {}).get("events", {})
         if not isinstance(events, dict):
-            problems.append(RegistryProblem(label, "events", "must be a table of event types"))
+            problems.append(
+                Problem(file=label, where="events", message="must be a table of event types")
+            )
             continue
         for name, raw in events.items():
             line = _line_of(text, name)
@@ -186,7 +160,7 @@ def _read(files: Sequence[Path]) -> tuple[list[EventSpec], list[RegistryProblem]
             def problem(
                 message: str, label: str = label, where: str = where, line: int | None = line
             ) -> None:
-                problems.append(RegistryProblem(label, where, message, line))
+                problems.append(Problem(file=label, line=line, where=where, message=message))
 
             if not _EVENT_TYPE.match(name):
                 problem("not a valid event type (dotted \\w segments, `*` for one segment)")
@@ -220,17 +194,20 @@ def _read(files: Sequence[Path]) -> tuple[list[EventSpec], list[RegistryProblem]
                 continue
             seen[name] = spec
             specs.append(spec)
-    return specs, problems
+    return Registry(specs), problems
 
 
-def check_registry(paths: Sequence[str | Path]) -> list[RegistryProblem]:
-    """Every problem of the registry in the rule files; never raises for them."""
-    return _read(_files(paths))[1]
+def check_registry(paths: Sequence[str | Path]) -> list[Problem]:
+    """Every problem of the registry in the rule files (unreadable files included)."""
+    sources, problems = read_sources(paths)
+    return problems + compile_registry(sources)[1]
 
 
 def load_registry(paths: Sequence[str | Path]) -> Registry:
     """The registry of the rule files; RegistryError lists every problem."""
-    specs, problems = _read(_files(paths))
-    if problems:
-        raise RegistryError(problems)
-    return Registry(specs)
+    sources, problems = read_sources(paths)
+    registry, more = compile_registry(sources)
+    found = problems + more
+    if any(p.severity == "error" for p in found):
+        raise RegistryError(found)
+    return registry

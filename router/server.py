@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from .app import make_app
 from .config import Settings
+from .ruleset import RuleSet
+from .sinks import FACTORIES, SinkFactory
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,22 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then finish in-flight work and drain the sinks."""
+def serve(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    sink_factories: Mapping[str, SinkFactory] = FACTORIES,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight work and drain the sinks.
+
+    `ruleset`: the checked rule set (`checks.prepare`); read again when not given.
+    """
     if settings.server.workers > 1:
         from .workers import serve_workers
 
-        serve_workers(settings)
+        serve_workers(settings, ruleset=ruleset, sink_factories=sink_factories)
         return
-    app = make_app(settings)
+    app = make_app(settings, ruleset=ruleset, sink_factories=sink_factories)
     settle_heap()
     server = settings.server
     loop = new_event_loop()

@@ -1,9 +1,13 @@
-"""The long-lived objects of one router process, reachable from every handler."""
+"""The typed keys under which one router app keeps its long-lived objects.
+
+Each resource with a lifetime (sinks, stores, exporters) has one owner: the cleanup
+context in `router.app` that opens and closes it. The rest are plain values; settings
+are frozen. The rule set lives in the pipeline and is swapped whole on reload.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -14,29 +18,21 @@ from .dispatch import Dispatcher
 from .flow import FlowSigner
 from .ingest import Deferred
 from .mapping import Pipeline
-from .registry import Registry
 from .stats import Stats
+from .tap import Tap
 
+# What `/__stats__` shows: with several workers, every worker's counters summed.
+StatsView = Callable[[], Awaitable[Stats]]
 
-@dataclass
-class RouterState:
-    settings: Settings
-    stats: Stats
-    signer: FlowSigner
-    pipeline: Pipeline
-    dispatcher: Dispatcher
-    stash: StashService
-    registry: Registry
-    # The process's one dead-letter store (it opens its file on first use).
-    deadletters: DeadLetters
-    allowed_origins: frozenset[str] = field(default_factory=frozenset)
-    # What `/__stats__` shows when it is not `stats` alone: with several workers,
-    # every worker's counters summed (set by `router.workers`).
-    stats_view: Callable[[], Awaitable[Stats]] | None = None
-    deferred: Deferred = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.deferred = Deferred(self.pipeline, self.dispatcher)
-
-
-STATE = web.AppKey("state", RouterState)
+SETTINGS = web.AppKey("settings", Settings)
+STATS = web.AppKey("stats", Stats)
+STATS_VIEW: web.AppKey[StatsView] = web.AppKey("stats_view")
+SIGNER = web.AppKey("signer", FlowSigner)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+DEFERRED = web.AppKey("deferred", Deferred)
+STASH = web.AppKey("stash", StashService)
+DEADLETTERS = web.AppKey("deadletters", DeadLetters)
+ALLOWED_ORIGINS: web.AppKey[frozenset[str]] = web.AppKey("allowed_origins")
+# `metrics-router tap`'s subscribers; empty (and free) when nobody taps.
+TAP = web.AppKey("tap", Tap)

@@ -7,10 +7,14 @@ none) and do their own sampling.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
 
 Tags = Mapping[str, str]
 Key = tuple[str, tuple[tuple[str, str], ...]]
@@ -49,6 +53,11 @@ class Stats:
             rate = self.default_sample_rate if sample_rate is None else sample_rate
             for exporter in self.exporters:
                 exporter.incr(key, amount, tags, rate)
+
+    def note(self, key: str, amount: int = 1) -> None:
+        """Count without exporting: for the exporters' own failures."""
+        ident: Key = (key, ())
+        self.counters[ident] = self.counters.get(ident, 0) + amount
 
     def gauge(self, key: str, read: Callable[[], float], tags: Tags | None = None) -> None:
         """Register a value that is read, not counted (e.g. a queue depth)."""
@@ -93,39 +102,87 @@ def _prom_labels(tags: tuple[tuple[str, str], ...]) -> str:
     return "{" + ",".join(f'{_prom_name(k)}="{_prom_value(v)}"' for k, v in tags) + "}"
 
 
-class StatsdExporter:
-    """Counters to statsd / DogStatsD over UDP through datadog's DogStatsd client.
+# DogStatsD's rule for tags: anything else becomes `_` (`,` `|` `#` would break a line).
+_TAG_BAD = re.compile(r"[^\w\-:/.]")
 
-    The client is used with its defaults that keep it off the event loop's back: a
-    non-blocking UDP socket (socket_timeout=0), no buffering thread, no background
-    sender; a full socket buffer drops the packet (counted by the client), never waits.
+
+class StatsdExporter:
+    """Counters to statsd / DogStatsD over UDP: one line a call, sampled here, never blocking.
+
+    The socket is non-blocking and connected: a full buffer drops the packet, and with
+    nothing listening the kernel reports the refusal on a later send. Either way the
+    packet is lost, counted (`stats.statsd.dropped`, not exported) and logged once: a
+    missing statsd must not turn every counter into a WARNING line.
     """
 
-    def __init__(self, address: str, prefix: str) -> None:
-        from datadog.dogstatsd.base import DogStatsd
-
+    def __init__(self, address: str, prefix: str, stats: Stats | None = None) -> None:
         host, _, port = address.rpartition(":")
-        self.client: Any = DogStatsd(
-            host=host or "127.0.0.1",
-            port=int(port),
-            namespace=prefix or None,
-            disable_telemetry=True,
-            origin_detection_enabled=False,
-            track_instance=False,
-            socket_timeout=0,
-        )
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.prefix = f"{prefix}." if prefix else ""
+        self.stats = stats
+        self.dropped = 0
+        self._sock: socket.socket | None = None
+        self._warned = False
 
     def open(self) -> None:
         """Resolve the address and open the socket (blocking: call it off the loop)."""
-        self.client.get_socket()
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_DGRAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.connect(addr)
+        self._sock = sock
+
+    def line(self, key: str, amount: int, tags: Tags | None, sample_rate: float) -> bytes:
+        """One counter increment in the DogStatsD line format."""
+        text = f"{self.prefix}{key}:{amount}|c"
+        if sample_rate < 1:
+            text += f"|@{sample_rate:g}"
+        if tags:
+            text += "|#" + ",".join(_TAG_BAD.sub("_", f"{k}:{v}") for k, v in tags.items())
+        return text.encode()
 
     def incr(self, key: str, amount: int, tags: Tags | None, sample_rate: float) -> None:
-        self.client.increment(
-            key,
-            amount,
-            tags=[f"{k}:{v}" for k, v in tags.items()] if tags else None,
-            sample_rate=sample_rate,
-        )
+        if self._sock is None or (sample_rate < 1 and random.random() >= sample_rate):
+            return
+        try:
+            self._sock.send(self.line(key, amount, tags, sample_rate))
+        except OSError as exc:
+            self._drop(exc)
+
+    def _drop(self, exc: OSError) -> None:
+        self.dropped += 1
+        if self.stats is not None:
+            self.stats.note("stats.statsd.dropped")
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "statsd %s:%d: packets are being lost (%s); counting them in"
+                " stats.statsd.dropped, not logging each",
+                self.host,
+                self.port,
+                exc.strerror or exc,
+            )
 
     def close(self) -> None:
-        self.client.close_socket()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+@contextlib.asynccontextmanager
+async def exporting(stats: Stats, statsd: str, prefix: str) -> AsyncIterator[Stats]:
+    """`stats` exported to statsd at `statsd` ("host:port"; empty: not exported) meanwhile."""
+    if not statsd:
+        yield stats
+        return
+    exporter = StatsdExporter(statsd, prefix, stats)
+    await asyncio.to_thread(exporter.open)
+    stats.exporters.append(exporter)
+    try:
+        yield stats
+    finally:
+        stats.exporters.remove(exporter)
+        exporter.close()

@@ -4,9 +4,11 @@
 supervisor). Each worker binds its own SO_REUSEPORT socket, so the kernel spreads
 connections between them. Three things gunicorn does not do for us live here:
 
-- SIGHUP: the master forwards it to every worker, which recompiles the rules in
-  process and keeps the old table if the new one is broken (gunicorn's own HUP would
-  start fresh workers, and a broken rule set would then stop them from booting).
+- SIGHUP: the master forwards it to every worker, which reopens its log files and
+  recompiles the rules in process, keeping the old table if the new one is broken
+  (gunicorn's own HUP would start fresh workers, and a broken rule set would then stop
+  them from booting). SIGUSR1 (gunicorn: reopen log files) reaches every worker too,
+  which reopens its log sink's file.
 - Identity: each worker claims the first free `<worker_dir>/worker-<k>` directory
   under an `fcntl` lock, so a restarted set of workers takes over every directory,
   including one whose worker died, and its spool and counters with it.
@@ -37,9 +39,13 @@ from aiohttp.worker import GunicornUVLoopWebWorker
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from .config import Settings
-from .state import STATE
+from .config import Settings, override
+from .handlers.admin import tap_socket_ctx
+from .ruleset import RuleSet
+from .sinks import FACTORIES, SinkFactory
+from .state import STATS_VIEW, TAP
 from .stats import Key, Stats
+from .tap import SOCKET_NAME
 
 log = logging.getLogger(__name__)
 
@@ -202,23 +208,30 @@ def snapshot_ctx(stats: Stats, path: Path) -> Callable[[web.Application], AsyncI
 WORKER = web.AppKey("worker", WorkerDir)
 
 
-def worker_app(settings: Settings) -> web.Application:
+def worker_app(
+    settings: Settings,
+    ruleset: RuleSet | None = None,
+    sink_factories: Mapping[str, SinkFactory] = FACTORIES,
+) -> web.Application:
     """One worker's application: claim a directory, resume its counters, build the app."""
     from .app import make_app
 
     claimed = claim_worker_dir(Path(settings.server.worker_dir))
-    stats = Stats()
+    stats = Stats(settings.stats.default_sample_rate)
     stats.counters.update(read_snapshot(claimed.path / SNAPSHOT))
-    # The spool (when configured) lives in the claimed directory, so that whichever
-    # worker claims it next replays what this one left.
-    spool = getattr(settings, "spool", None)
-    if spool is not None and hasattr(spool, "path"):
-        spool.path = str(claimed.path / "spool")
-    app = make_app(settings, stats=stats)
+    # The spool lives in the claimed directory, so that whichever worker claims it next
+    # replays what this one left.
+    mine = override(settings, spool={"path": str(claimed.path / "spool")})
+    app = make_app(mine, stats=stats, ruleset=ruleset, sink_factories=sink_factories)
     app[WORKER] = claimed
-    app[STATE].stats_view = summed_view(stats, claimed, Path(settings.server.worker_dir))
+    app[STATS_VIEW] = summed_view(stats, claimed, Path(settings.server.worker_dir))
     # First in, last out: the final snapshot is taken after the sinks have drained.
     app.cleanup_ctx.insert(0, snapshot_ctx(stats, claimed.path / SNAPSHOT))
+    # One tap sees every worker: each serves its own on a socket in its directory.
+    app[TAP].worker = claimed.index
+    app.cleanup_ctx.append(
+        tap_socket_ctx(claimed.path / SOCKET_NAME, Path(settings.server.worker_dir))
+    )
 
     async def announce(app: web.Application) -> None:
         log.info("worker %d (pid %d) ready in %s", claimed.index, os.getpid(), claimed.path)
@@ -246,8 +259,15 @@ class RouterArbiter(Arbiter):  # type: ignore[misc]
 
 
 class RouterApplication(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ruleset: RuleSet | None,
+        sink_factories: Mapping[str, SinkFactory],
+    ) -> None:
         self.settings = settings
+        self.ruleset = ruleset
+        self.sink_factories = sink_factories
         super().__init__()
 
     def load_config(self) -> None:
@@ -279,10 +299,10 @@ class RouterApplication(BaseApplication):  # type: ignore[misc]
         )
 
     def load(self) -> Callable[[], Awaitable[web.Application]]:
-        settings = self.settings
+        settings, ruleset, factories = self.settings, self.ruleset, self.sink_factories
 
         async def factory() -> web.Application:
-            return worker_app(settings)
+            return worker_app(settings, ruleset, factories)
 
         return factory
 
@@ -290,12 +310,18 @@ class RouterApplication(BaseApplication):  # type: ignore[misc]
         RouterArbiter(self).run()
 
 
-def serve_workers(settings: Settings) -> None:
+def serve_workers(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    sink_factories: Mapping[str, SinkFactory] = FACTORIES,
+) -> None:
     """Run `[server] workers` router processes on one port until SIGTERM/SIGINT."""
-    from .app import rule_paths
-    from .ruletable import load_rules
+    from .checks import prepare
 
-    # Fail here, once, with the rule problems listed (RuleError), rather than in every
-    # worker's boot after the port is already announced.
-    load_rules(rule_paths(settings))
-    RouterApplication(settings).run()
+    # Fail here, once, with every problem listed (StartupError), rather than in every
+    # worker's boot after the port is already announced. The workers are forked from
+    # this process and share the rule set read here.
+    if ruleset is None:
+        ruleset = prepare(settings).ruleset
+    RouterApplication(settings, ruleset, sink_factories).run()

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from router.app import make_app
-from router.config import FlowSettings, Settings, load_settings
+from router.config import Settings, load_settings, override
 from router.registry import Registry, load_registry
 from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.sinks.memory import MemorySink
@@ -39,12 +39,12 @@ def registry() -> Registry:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     base = load_settings(environ={})
-    base.flow = FlowSettings(
-        key=FLOW_KEY, allowed_origins=[ORIGIN], clients={CLIENT_ID: "fx-monitor"}
-    )
     # Spools and dead letters of durable sinks go to the test's own directory.
-    base.spool.path = str(tmp_path / "spool")
-    return base
+    return override(
+        base,
+        flow={"key": FLOW_KEY, "allowed_origins": [ORIGIN], "clients": {CLIENT_ID: "fx-monitor"}},
+        spool={"path": str(tmp_path / "spool")},
+    )
 
 
 @pytest.fixture

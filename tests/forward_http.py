@@ -22,5 +22,5 @@ def _factory(name: str, conf: SinkSettings, settings: Settings, deadletters: Dea
 
 
 if __name__ == "__main__":
-    FACTORIES["memory"] = _factory
-    sys.exit(main(["forward", "--destination", "memory", *sys.argv[1:]]))
+    argv = ["forward", "--destination", "memory", *sys.argv[1:]]
+    sys.exit(main(argv, sink_factories={**FACTORIES, "memory": _factory}))

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from blockbuster import BlockBuster
 
@@ -13,7 +14,7 @@ from router.config import Settings, SidecarSettings
 from router.registry import Registry
 from router.ruletable import Mapping, Output, RuleTable
 from router.sinks.memory import MemorySink
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient, Client
@@ -80,10 +81,11 @@ def make_client(
         from router.app import make_app
         from router.config import ContextSettings
 
-        settings.sidecar = SidecarSettings(token=token)
-        settings.context = ContextSettings(**context)
+        conf = msgspec.structs.replace(
+            settings, sidecar=SidecarSettings(token=token), context=ContextSettings(**context)
+        )
         table = rules if rules is not None else AuthRules()
-        app = make_app(settings, rules=table, sinks=[sink], stats=stats, registry=registry)
+        app = make_app(conf, rules=table, sinks=[sink], stats=stats, registry=registry)
         return await aiohttp_client(app)
 
     return make
@@ -102,5 +104,5 @@ async def send(client: Client, *events: dict[str, Any], status: int = 200) -> di
     resp = await client.post("/sidecar/events", json={"events": list(events)}, headers=AUTH)
     data: dict[str, Any] = await resp.json()
     assert resp.status == status, data
-    await client.app[STATE].dispatcher.flush()
+    await client.app[DISPATCHER].flush()
     return data

@@ -22,5 +22,4 @@ def _http(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLe
 
 
 if __name__ == "__main__":
-    FACTORIES["memory"] = _http
-    sys.exit(main())
+    sys.exit(main(sink_factories={**FACTORIES, "memory": _http}))

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import ClassVar
 
-from router.records import FlowEvent, Record
+from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 from router.sinks.memory import MemorySink
 
 
@@ -19,7 +19,7 @@ def events(start: int, count: int) -> list[Record]:
 
 
 def times(records: Sequence[Record]) -> list[int]:
-    return [r.time for r in records]
+    return [r.time for r in records if isinstance(r, AmplitudeEvent | FlowEvent | VwoConversion)]
 
 
 class GatedSink(MemorySink):

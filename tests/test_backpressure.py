@@ -8,7 +8,7 @@ from router.app import make_app
 from router.config import Settings
 from router.dispatch import MemoryBuffer
 from router.ruletable import RuleTable
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
@@ -22,8 +22,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
     stats = Stats()
     sink = VolatileGatedSink(up=False)
     client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink], stats=stats))
-    state = client.app[STATE]
-    (runner,) = state.dispatcher.runners
+    (runner,) = client.app[DISPATCHER].runners
     assert isinstance(runner.buffer, MemoryBuffer)
     runner.buffer.queue_size = 40  # busy from 36 queued records on
     data = body([("flow.signin.submit", 1), ("screen.signin", 2)])  # 4 records a batch
@@ -42,7 +41,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
         == 30 - accepted
     )
     sink.up.set()
-    await state.dispatcher.flush()
+    await client.app[DISPATCHER].flush()
     assert len(sink.records) == 4 * accepted  # every accepted record delivered
     assert stats.total("sink.dropped") == 0
     resp = await client.post("/metrics", json=data)

@@ -64,7 +64,7 @@ a = 1
     )
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ={"METRICS_ROUTER_SERVER_HOSTNAME": "x"})
-    text = "\n".join(info.value.problems)
+    text = "\n".join(map(str, info.value.problems))
     for needle in (
         "server.port",
         "server.colour: unknown key",

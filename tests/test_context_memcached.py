@@ -93,7 +93,7 @@ async def test_memcached_killed_mid_test(
     await send(client, event("account.created", token_id="t1"))
     assert [e.event_type for e in sink.amplitude] == ["fxa_reg - created"]
     assert sink.flow == []
-    assert stats.get("server_events.context.invalid", reason="missing context") == 1
+    assert stats.get("server_events.context.invalid", reason="missing_context") == 1
     resp = await client.post("/sidecar/context", json=stash_body("t2"), headers=AUTH)
     assert resp.status == 200 and await resp.json() == {"stored": False}
     await send(client, event("account.login", token_id="t1"))  # clearing fails quietly too

@@ -14,14 +14,20 @@ from blockbuster import BlockBuster
 from fakes.amplitude import FakeAmplitude
 from fakes.vwo import FakeVwo
 from router.app import make_app
-from router.config import AmplitudeSinkSettings, MemorySinkSettings, Settings, VwoSinkSettings
+from router.config import (
+    AmplitudeSinkSettings,
+    MemorySinkSettings,
+    Settings,
+    VwoSinkSettings,
+    override,
+)
 from router.dispatch import MemoryBuffer, SinkRunner
 from router.ids import hash_id, insert_id
 from router.registry import load_registry
 from router.ruletable import Mapping, RuleTable, default_rules_path
 from router.sinks.memory import MemorySink
 from router.sinks.vwo import visitor_id
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
@@ -85,9 +91,7 @@ async def router_for(
     stats: Stats,
     memory: bool = False,
 ) -> Client:
-    settings.sinks.log = None
-    settings.sinks.memory = MemorySinkSettings() if memory else None
-    settings.sinks.amplitude = AmplitudeSinkSettings(
+    amplitude_settings = AmplitudeSinkSettings(
         api_key="test-api-key",
         hmac_key=HMAC_KEY,
         url=f"{amplitude}/batch",
@@ -98,7 +102,7 @@ async def router_for(
         throttle_pause_seconds=0.05,
         request_timeout_seconds=5.0,
     )
-    settings.sinks.vwo = VwoSinkSettings(
+    vwo_settings = VwoSinkSettings(
         account_id=123456,
         sdk_key="example-sdk-key",
         settings_path=str(SETTINGS),
@@ -107,7 +111,16 @@ async def router_for(
         retry_base_ms=1,
         retry_cap_ms=5,
     )
-    settings.deadletter.path = str(tmp_path / "dead.jsonl")
+    settings = override(
+        settings,
+        sinks={
+            "log": None,
+            "memory": MemorySinkSettings() if memory else None,
+            "amplitude": amplitude_settings,
+            "vwo": vwo_settings,
+        },
+        deadletter={"path": str(tmp_path / "dead.jsonl")},
+    )
     app = make_app(settings, rules=VwoRules(), stats=stats, registry=REGISTRY)
     return await aiohttp_client(app)
 
@@ -145,7 +158,7 @@ async def test_flow_arrives_at_both_under_faults(
     assert (await client.post("/metrics", json=data)).status == 200
     await amp.wait_for(lambda: len(amp.ingested) >= 5)
     await vwo.wait_for(lambda: len(vwo.events) >= 1)
-    await client.app[STATE].dispatcher.flush()
+    await client.app[DISPATCHER].flush()
 
     key = HMAC_KEY.encode()
     begin, device, hashed = flow["flowBeginTime"], flow["deviceId"], hash_id(key, UID)
@@ -202,7 +215,7 @@ async def test_hung_amplitude_blocks_neither_ingest_nor_other_sinks(
         stats,
         memory=True,
     )
-    runners = {r.sink.name: r for r in client.app[STATE].dispatcher.runners}
+    runners = {r.sink.name: r for r in client.app[DISPATCHER].runners}
     memory = runners["memory"].sink
     assert isinstance(memory, MemorySink)
     posts = 50

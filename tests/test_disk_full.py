@@ -19,13 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from router.app import make_app
-from router.config import Settings
+from router.config import Settings, override
 from router.dispatch import SpoolBuffer
 from router.errors import SpoolError
 from router.ruletable import RuleTable
 from router.sinks.base import Sink
 from router.sinks.log import LogSink
-from router.state import STATE
+from router.state import DEADLETTERS, DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
@@ -81,12 +81,14 @@ def start(
     async def go(
         sink: Sink, strict: bool = False
     ) -> tuple[web.Application, TestClient[web.Request, web.Application]]:
-        settings.spool.path = str(small_disk / "spool")
-        settings.spool.commit_interval_ms = 20
-        settings.spool.retry_after_seconds = 3
-        settings.spool.min_free_disk_mb = 1
-        settings.spool.strict = strict
-        app = make_app(settings, rules=rules, sinks=[sink], stats=stats)
+        spool = {
+            "path": str(small_disk / "spool"),
+            "commit_interval_ms": 20,
+            "retry_after_seconds": 3,
+            "min_free_disk_mb": 1,
+            "strict": strict,
+        }
+        app = make_app(override(settings, spool=spool), rules=rules, sinks=[sink], stats=stats)
         return app, await aiohttp_client(app)
 
     return go
@@ -97,7 +99,7 @@ async def test_full_spool_answers_503_and_recovers(
 ) -> None:
     sink = GatedSink(up=False)
     app, client = await start(sink)
-    buffer = app[STATE].dispatcher.runners[0].buffer
+    buffer = app[DISPATCHER].runners[0].buffer
     assert isinstance(buffer, SpoolBuffer)
     assert (await client.get("/__heartbeat__")).status == 200
 
@@ -130,7 +132,7 @@ async def test_full_spool_answers_503_and_recovers(
     accepted += 1
     sink.up.set()
     async with asyncio.timeout(10):
-        await app[STATE].dispatcher.flush()
+        await app[DISPATCHER].flush()
     assert len(sink.flow) == accepted
 
 
@@ -145,7 +147,7 @@ async def test_strict_request_on_a_full_disk_is_refused(
     assert resp.status == 503 and resp.headers["Retry-After"] == "3"
     assert (await resp.json())["message"] == "disk full: try again later"
     filler.unlink()
-    buffer = app[STATE].dispatcher.runners[0].buffer
+    buffer = app[DISPATCHER].runners[0].buffer
     assert isinstance(buffer, SpoolBuffer)
     async with asyncio.timeout(10):
         await buffer.checkpoint()  # the next commit round, which now succeeds
@@ -153,7 +155,7 @@ async def test_strict_request_on_a_full_disk_is_refused(
     assert resp.status == 200
     sink.up.set()
     async with asyncio.timeout(10):
-        await app[STATE].dispatcher.flush()
+        await app[DISPATCHER].flush()
     # The refused request's records were kept too (a retry by the client is a duplicate).
     assert len(sink.flow) == 2
 
@@ -164,10 +166,10 @@ async def test_full_dead_letter_store_keeps_the_batch(
     sink = GatedSink()
     sink.fail_next = 1_000_000  # the destination refuses everything: all of it dead-letters
     app, client = await start(sink)
-    state = app[STATE]
-    runner = state.dispatcher.runners[0]
+    dispatcher = app[DISPATCHER]
+    runner = dispatcher.runners[0]
     runner.retry_seconds = 0.01
-    await state.deadletters.open()
+    await app[DEADLETTERS].open()
     filler = fill(small_disk)
     resp = await client.post("/metrics", json=body([("flow.signin.engage", 1)]))
     assert resp.status == 200
@@ -178,9 +180,9 @@ async def test_full_dead_letter_store_keeps_the_batch(
     assert refused.status == 503 and refused.headers["Retry-After"] == "3"
     filler.unlink()
     async with asyncio.timeout(10):
-        await state.dispatcher.flush()
+        await dispatcher.flush()
     assert runner.refusal is None
-    letters = await state.deadletters.list()
+    letters = await app[DEADLETTERS].list()
     assert {letter.reason for letter in letters} == {"sink_error"}
     assert len(letters) == 2  # the accepted request's flow and amplitude records
     assert sink.records == []
@@ -192,8 +194,8 @@ async def test_full_log_file_answers_503_and_loses_no_line(
     log_path = small_disk / "events.log"
     sink = LogSink("log", str(log_path))
     app, client = await start(sink)
-    state = app[STATE]
-    runner = state.dispatcher.runners[0]
+    dispatcher = app[DISPATCHER]
+    runner = dispatcher.runners[0]
     runner.retry_seconds = 0.01
     filler = fill(small_disk)
     big = [("flow.signin.engage", i) for i in range(200)]  # more than the file's buffer
@@ -205,7 +207,7 @@ async def test_full_log_file_answers_503_and_loses_no_line(
     assert refused.status == 503
     filler.unlink()
     async with asyncio.timeout(10):
-        await state.dispatcher.flush()
+        await dispatcher.flush()
     assert runner.refusal is None
     lines = [json.loads(line) for line in log_path.read_bytes().splitlines()]  # all whole
     flow = [line["Fields"]["flow_time"] for line in lines if line["Type"] == "flowEvent"]

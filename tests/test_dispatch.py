@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from router.deadletter import DeadLetters
 from router.dispatch import MemoryBuffer, SinkRunner, SpoolBuffer
-from router.records import Record
+from router.records import FlowEvent, Record
 from router.sinks.base import Dropped, Kind, Sink
 from router.spool import Spool
 from router.stats import Stats
@@ -28,8 +28,9 @@ class Picky(Sink):
         self.delivered: list[Record] = []
 
     async def send(self, records: Sequence[Record]) -> list[Dropped]:
-        self.delivered.extend(r for r in records if r.time % 2 == 0)
-        return [Dropped("odd", r) for r in records if r.time % 2]
+        flows = [r for r in records if isinstance(r, FlowEvent)]
+        self.delivered.extend(r for r in flows if r.time % 2 == 0)
+        return [Dropped("odd", r) for r in flows if r.time % 2]
 
 
 class Forgetful(Sink):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.app import make_app
-from router.config import load_settings
+from router.config import load_settings, override
 from router.ruletable import RuleTable
 
 from .helpers import body
@@ -73,9 +73,7 @@ SETTINGS = settings(
 
 
 def _client_app(rules: RuleTable) -> Any:
-    conf = load_settings(environ={})
-    conf.flow.key = "k"
-    conf.sinks.log = None
+    conf = override(load_settings(environ={}), flow={"key": "k"}, sinks={"log": None})
     from router.sinks.memory import MemorySink
 
     return make_app(conf, rules=rules, sinks=[MemorySink(keep=False)])
@@ -130,10 +128,11 @@ async def test_many_distinct_event_names_do_not_grow_the_cache(rules: RuleTable)
     from router.events import metrics_body_decoder
     from router.flow import FlowSigner, now_ms
     from router.mapping import Pipeline, RequestInfo
+    from router.ruleset import RuleSet
     from router.stats import Stats
 
     conf_key = "k"
-    pipeline = Pipeline(rules, FlowSigner(conf_key), Stats())
+    pipeline = Pipeline(RuleSet(rules), FlowSigner(conf_key), Stats())
     flow_id, begin = FlowSigner(conf_key).create(now_ms() - 1000)
     for chunk in range(20):
         names = [(f"hostile.{chunk}.{i}", 1) for i in range(10_000)]

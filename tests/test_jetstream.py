@@ -29,7 +29,7 @@ from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable
 from router.sinks.jetstream import JetStreamSink
 from router.sinks.memory import MemorySink
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .bus_support import NatsServer, bus_conf
@@ -162,7 +162,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
             "/metrics", json=body([("screen.signup", 100 + n), ("flow.signup.engage", 200 + n)])
         )
         assert response.status == 200, await response.text()
-    await app[STATE].dispatcher.flush()
+    await app[DISPATCHER].flush()
     produced = len(memory.amplitude) + len(memory.vwo)
     assert produced > 0
 

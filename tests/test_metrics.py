@@ -9,7 +9,7 @@ import pytest
 
 from router.flow import now_ms
 from router.sinks.memory import MemorySink
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import Client
@@ -20,7 +20,7 @@ EXAMPLE_BODY = (Path(__file__).parent / "data" / "post-metrics-body.json").read_
 
 async def settle(client: Client) -> None:
     """Wait until every accepted batch has reached the sinks."""
-    await client.app[STATE].dispatcher.flush()
+    await client.app[DISPATCHER].flush()
 
 
 async def test_batch_is_accepted_and_mapped(client: Client, sink: MemorySink) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from router.flow import FlowSigner, now_ms
 from router.sinks.memory import MemorySink
-from router.state import STATE
+from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import CLIENT_ID, FLOW_KEY, ORIGIN, Client
@@ -16,7 +16,7 @@ from .delivery_helpers import UID
 
 
 async def settle(client: Client) -> None:
-    await client.app[STATE].dispatcher.flush()
+    await client.app[DISPATCHER].flush()
 
 
 async def test_starts_a_signed_flow(client: Client, sink: MemorySink) -> None:

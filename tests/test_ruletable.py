@@ -11,8 +11,8 @@ import pytest
 from router.ruletable import (
     Mapping,
     Output,
+    Problem,
     RuleError,
-    RuleProblem,
     RuleTable,
     check_rules,
     compile_rules_from_dict,
@@ -34,14 +34,14 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def problems_for(tmp_path: Path, text: str, *, groups: bool = True) -> list[RuleProblem]:
+def problems_for(tmp_path: Path, text: str, *, groups: bool = True) -> list[Problem]:
     if groups:
         write(tmp_path, "00-groups.toml", GROUPS)
     write(tmp_path, "rules.toml", text)
     return check_rules([tmp_path])
 
 
-def only(problems: list[RuleProblem], severity: str = "error") -> RuleProblem:
+def only(problems: list[Problem], severity: str = "error") -> Problem:
     chosen = [p for p in problems if p.severity == severity]
     assert len(chosen) == 1, problems
     return chosen[0]
@@ -154,7 +154,7 @@ def test_load_rules_raises_with_every_problem(tmp_path: Path) -> None:
         load_rules([tmp_path])
     errors = [p for p in info.value.problems if p.severity == "error"]
     assert len(errors) == 3
-    assert {p.rule for p in errors} == {"exact 'a'", "exact 'b'", "fuzzy 'bad.toml#fuzzy[0]' (#1)"}
+    assert {p.where for p in errors} == {"exact 'a'", "exact 'b'", "fuzzy 'bad.toml#fuzzy[0]' (#1)"}
     assert "3 error(s)" in str(info.value)
 
 
@@ -236,7 +236,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 
 def test_bad_group_value_type(tmp_path: Path) -> None:
     problem = only(problems_for(tmp_path, "[groups]\nsub = 1\n"))
-    assert problem.rule == "groups.sub"
+    assert problem.where == "groups.sub"
     assert "$.groups.sub" in problem.message
     assert problem.line == 2
 
@@ -244,7 +244,7 @@ def test_bad_group_value_type(tmp_path: Path) -> None:
 def test_unknown_group_key(tmp_path: Path) -> None:
     problem = only(problems_for(tmp_path, '[exact."x"]\ngroup = "signin"\nevent = "x"\n'))
     assert "unknown group key 'signin'" in problem.message
-    assert problem.rule == "exact 'x'"
+    assert problem.where == "exact 'x'"
     assert problem.line == 1
 
 
@@ -299,7 +299,7 @@ def test_conflicting_group_definitions(tmp_path: Path) -> None:
     write(tmp_path, "00-groups.toml", GROUPS)
     write(tmp_path, "a.toml", '[groups]\nlogin = "fxa_login"\nemail = "fxa_mail"\n')
     problem = only(check_rules([tmp_path]))
-    assert problem.rule == "groups.email"
+    assert problem.where == "groups.email"
     assert "conflicts with 'fxa_email'" in problem.message
     assert problem.line == 3
 
@@ -308,7 +308,7 @@ def test_conflicting_lookup_entries(tmp_path: Path) -> None:
     write(tmp_path, "a.toml", "[lookups.v]\nx = 'login'\n")
     write(tmp_path, "b.toml", "[lookups.v]\nx = 'email'\n")
     problem = only(check_rules([tmp_path]))
-    assert problem.rule == "lookups.v.x" and problem.line == 2
+    assert problem.where == "lookups.v.x" and problem.line == 2
 
 
 def test_static_event_type_that_can_never_be_valid(tmp_path: Path) -> None:
@@ -431,7 +431,7 @@ def test_warning_identical_pattern(tmp_path: Path) -> None:
         ),
         "warning",
     )
-    assert problem.rule == "fuzzy 'second' (#2)"
+    assert problem.where == "fuzzy 'second' (#2)"
     assert "same pattern as earlier fuzzy 'first' (#1)" in problem.message
     assert problem.line == 8
 
@@ -488,7 +488,7 @@ def test_warning_shadowed_by_earlier_fuzzy_rule(tmp_path: Path) -> None:
         ),
         "warning",
     )
-    assert problem.rule == "fuzzy 'narrow' (#2)"
+    assert problem.where == "fuzzy 'narrow' (#2)"
     assert "probably never fires: every sample" in problem.message
     assert "earlier rule fuzzy 'broad' (#1)" in problem.message
 

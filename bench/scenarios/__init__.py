@@ -25,6 +25,8 @@ SCENARIOS: list[tuple[str, str]] = [
     ("load", "7. mixed load (whole flows) against a local router"),
     ("scale", "8. scale-out: 2 workers vs 1, JetStream publish and forward"),
     ("spool", "9. the spool's cost: no spool, default and strict modes"),
+    ("first", "10. the first requests after start vs the hundredth"),
+    ("soak", "11. peak RSS after ten million events"),
 ]
 TITLES = dict(SCENARIOS)
 RESULT_MARK = "BENCH-RESULT "

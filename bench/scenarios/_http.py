@@ -98,7 +98,7 @@ def run_http(
     label: str = "router",
     variants: Sequence[tuple[str, str]] = (),
 ) -> ScenarioResult:
-    """Baseline then router, same wrk script and pinning; notes on what the log sink wrote.
+    """Both baselines then the router, same wrk script and pinning; what the log sink wrote.
 
     `variants` are (label, extra config) pairs: the router measured again with more config
     (e.g. an Amplitude sink pointed at a destination that never answers).
@@ -125,6 +125,12 @@ def run_http(
             baseline, _ = measure(
                 base, url, script, duration, wrk_cpu, events_per_request, "baseline", not smoke
             )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{path}"
+        with baseline_server(port, server_cpu, "decode") as base:
+            floor, _ = measure(
+                base, url, script, duration, wrk_cpu, events_per_request, "decode floor", not smoke
+            )
         log_path = directory / "router.log"
         config = router_config(directory, log_path)
         port = free_port()
@@ -136,6 +142,7 @@ def run_http(
             )
         code = server.stop()
         figures.baseline = baseline
+        figures.floor = floor
         written = count_lines(log_path) if log_path.exists() else 0
         expected = sent * records_per_request(FlowSigner(FLOW_KEY))
         share = f" ({written / expected:.1%})" if expected else ""
@@ -165,6 +172,7 @@ def run_http(
                 )
             server.stop()
             other.baseline = baseline
+            other.floor = floor
             rows.append(other)
             if figures.requests_per_s and other.requests_per_s is not None:
                 notes.append(
@@ -181,12 +189,13 @@ def records_for(body: bytes) -> Callable[[FlowSigner], int]:
         from router.flow import now_ms
         from router.handlers.metrics import decode_body
         from router.mapping import Pipeline
+        from router.ruleset import RuleSet
         from router.ruletable import default_rules_path, load_rules
         from router.stats import Stats
 
         from ..traffic import USER_AGENT
 
-        pipeline = Pipeline(load_rules([default_rules_path()]), signer, Stats())
+        pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
         req = RequestInfo(received=now_ms(), user_agent=USER_AGENT, locale="en-US")
         batch = pipeline.process_batch(decode_body(body), req)
         return len(batch.amplitude) + len(batch.flow) + len(batch.vwo)

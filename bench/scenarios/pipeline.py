@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from router.flow import FlowSigner, now_ms
 from router.handlers.metrics import check_ranges
 from router.mapping import Pipeline, RequestInfo
+from router.ruleset import RuleSet
 from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.stats import Stats
 
@@ -36,7 +37,7 @@ def measure(
     from router.handlers.metrics import decode_body
 
     signer = FlowSigner(FLOW_KEY)
-    pipeline = Pipeline(table, signer, Stats(), app_version="1.2.3")
+    pipeline = Pipeline(RuleSet(table), signer, Stats(), app_version="1.2.3")
     now = now_ms()
     bodies = [body_bytes(signer, events, now=now, names=names) for _ in range(BODIES)]
     req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")

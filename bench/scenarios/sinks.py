@@ -18,6 +18,7 @@ from router.flow import FlowSigner, now_ms
 from router.handlers.metrics import decode_body
 from router.mapping import Pipeline, RequestInfo
 from router.records import Record
+from router.ruleset import RuleSet
 from router.ruletable import default_rules_path, load_rules
 from router.sinks.log import LogSink
 from router.stats import Stats
@@ -33,7 +34,7 @@ BATCH = 1000  # the log sink's default batch_size
 def records(count: int) -> list[Record]:
     """Realistic records (Amplitude and flow events) from the pipeline, `count` of them."""
     signer = FlowSigner(FLOW_KEY)
-    pipeline = Pipeline(load_rules([default_rules_path()]), signer, Stats())
+    pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
     req = RequestInfo(received=now_ms(), user_agent=USER_AGENT, locale="en-US")
     out: list[Record] = []
     while len(out) < count:

@@ -72,10 +72,17 @@ class Dispatcher:
         return waiters
 
     async def start(self) -> None:
-        for runner in self.runners:
-            await runner.open()
-            await runner.sink.start()
-            runner.start()
+        """Start every runner in order; if one fails, close those already started."""
+        started: list[SinkRunner] = []
+        try:
+            for runner in self.runners:
+                await runner.open()
+                started.append(runner)
+                await runner.sink.start()
+                runner.start()
+        except BaseException:
+            await asyncio.gather(*(r.close(5.0) for r in reversed(started)), return_exceptions=True)
+            raise
 
     async def flush(self) -> None:
         await asyncio.gather(*(r.flush() for r in self.runners))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import BadRequest, DiskFull, RouterError, SpoolError, Unavailable
+from ..errors import DiskFull, HttpError, RouterError, SpoolError, Unauthorized, Unavailable
 from ..flow import now_ms
+from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
-from ..state import STATE, RouterState
+from ..state import DISPATCHER, SETTINGS, STATS, TAP
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -28,29 +30,44 @@ def json_response(
 
 
 def client_ip(request: web.Request, trusted_proxies: int) -> str | None:
-    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For."""
+    """The client address: `trusted_proxies` hops from the right of X-Forwarded-For.
+
+    FxA's remote-address (fxa-shared/express/remote-address.ts) with
+    clientAddressDepth = trusted_proxies + 1: the X-Forwarded-For entries and the peer,
+    invalid addresses skipped, the one `depth` from the right (the leftmost if fewer).
+    """
     remote = request.remote
     if trusted_proxies <= 0:
-        return remote
-    chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-    if remote:
+        return remote if remote and is_ip(remote) else None
+    chain = [
+        a for p in request.headers.get("X-Forwarded-For", "").split(",") if is_ip(a := p.strip())
+    ]
+    if remote and is_ip(remote):
         chain.append(remote)
     if not chain:
         return None
-    return chain[-(trusted_proxies + 1)] if len(chain) > trusted_proxies else chain[0]
+    return chain[max(len(chain) - (trusted_proxies + 1), 0)]
 
 
 def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     headers = request.headers
-    language = headers.get("Accept-Language", "")
-    locale = language.split(",", 1)[0].split(";", 1)[0].strip() or None
     return RequestInfo(
         received=now_ms(),
         user_agent=headers.get("User-Agent", ""),
         ip=client_ip(request, trusted_proxies),
         dnt=headers.get("DNT") == "1",
-        locale=locale,
+        accept_language=headers.get("Accept-Language", ""),
     )
+
+
+def require_bearer(request: web.Request, token: str) -> None:
+    """Constant-time bearer token check; an unset token refuses everyone."""
+    expected = token.encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    ok = hmac.compare_digest(given.strip().encode(), expected)
+    if not expected or scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
 
 
 # Why ingest refuses work (503 with Retry-After; for a full disk too, not 507: one status
@@ -62,19 +79,19 @@ _REFUSALS = {
 }
 
 
-def check_capacity(state: RouterState) -> None:
+def check_capacity(app: web.Application) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
-    reason = state.dispatcher.refusal
+    reason = app[DISPATCHER].refusal
     if reason is not None:
         what = _REFUSALS.get(reason, "a sink is behind")
         raise Unavailable(
-            f"{what}: try again later", reason, state.settings.spool.retry_after_seconds
+            f"{what}: try again later", reason, app[SETTINGS].spool.retry_after_seconds
         )
 
 
-async def accept(state: RouterState, batch: RecordBatch) -> None:
+async def accept(app: web.Application, batch: RecordBatch) -> None:
     """Queue a batch; in strict mode, return only once it is on disk."""
-    waiters = state.dispatcher.submit(batch)
+    waiters = app[DISPATCHER].submit(batch)
     if not waiters:
         return
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
@@ -84,7 +101,7 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
             raise Unavailable(
                 f"{_REFUSALS[reason]}: try again later",
                 reason,
-                state.settings.spool.retry_after_seconds,
+                app[SETTINGS].spool.retry_after_seconds,
             ) from outcome
         if isinstance(outcome, BaseException):
             raise outcome
@@ -92,29 +109,53 @@ async def accept(state: RouterState, batch: RecordBatch) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
+    """The one translation boundary: RouterError and HTTP errors become JSON bodies.
+
+    Every answer is counted (`requests{endpoint,status}`, what `metrics-router top` shows).
+    """
+    stats, tap = request.app[STATS], request.app[TAP]
+    endpoint = request.match_info.route.resource
+    name = endpoint.canonical if endpoint is not None else "other"
+    status = 500
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except RouterError as exc:
-        endpoint = request.match_info.route.resource
-        name = endpoint.canonical if endpoint is not None else request.path
-        reason = exc.reason if isinstance(exc, BadRequest | Unavailable) else "error"
-        request.app[STATE].stats.incr(
+        status = exc.status
+        reason = exc.reason if isinstance(exc, HttpError) else "error"
+        stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
-        body = exc.body()
-        headers = exc.headers if isinstance(exc, Unavailable) else None
-        return json_response(body, status=exc.status, headers=headers)
+        if tap.subscribers:
+            path = exc.path if isinstance(exc, HttpError) else None
+            tap.rejected(name, exc.status, reason, path, str(exc))
+        headers = exc.headers if isinstance(exc, HttpError) else None
+        return json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
+        status = exc.status
         if exc.status < 400:
             raise
-        request.app[STATE].stats.incr(
+        reason = exc.reason.lower()
+        stats.incr(
             "request.rejected",
             1,
-            {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},
+            # Not the path: every stranger's 404 must not add a counter.
+            {"endpoint": name, "reason": reason, "status": str(exc.status)},
         )
+        if tap.subscribers:
+            tap.rejected(name, exc.status, reason, None, exc.text or exc.reason)
+        answer: dict[str, object] = {
+            "error": exc.reason,
+            "message": exc.text or exc.reason,
+            "statusCode": exc.status,
+        }
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            answer["validation"] = {"keys": ["$"]}  # the body as a whole
         return json_response(
-            {"error": exc.reason, "message": exc.text or exc.reason, "statusCode": exc.status},
+            answer,
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    finally:
+        stats.incr("requests", 1, {"endpoint": name, "status": str(status)})

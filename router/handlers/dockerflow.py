@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
-from ..state import STATE
+from ..state import DISPATCHER, SETTINGS, STASH, STATS, STATS_VIEW
 from .common import json_response
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,19 +47,18 @@ async def get_lbheartbeat(request: web.Request) -> web.Response:
 
 
 async def get_heartbeat(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     checks: dict[str, str] = {}
-    for runner in state.dispatcher.runners:
+    for runner in request.app[DISPATCHER].runners:
         try:
             async with asyncio.timeout(2):
                 ok = await runner.sink.healthy()
         except (TimeoutError, OSError):
             ok = False
         checks[f"sink.{runner.sink.name}"] = "ok" if ok else "error"
-    disk = state.dispatcher.disk
+    disk = request.app[DISPATCHER].disk
     if disk is not None:
         checks["disk.spool"] = "ok" if await disk.healthy() else "error"
-    store = state.stash.store
+    store = request.app[STASH].store
     if store.name != "memory":  # the in-process store cannot fail
         checks[f"context.{store.name}"] = "ok" if await store.healthy() else "error"
     healthy = all(v == "ok" for v in checks.values())
@@ -73,9 +72,10 @@ async def get_stats(request: web.Request) -> web.Response:
 
     With several workers, the counters are the sums over all of them.
     """
-    state = request.app[STATE]
-    stats = state.stats if state.stats_view is None else await state.stats_view()
-    text = stats.prometheus(state.settings.stats.prefix or "metrics_router")
+    app = request.app
+    view = app.get(STATS_VIEW)
+    stats = app[STATS] if view is None else await view()
+    text = stats.prometheus(app[SETTINGS].stats.prefix or "metrics_router")
     return web.Response(
         body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )

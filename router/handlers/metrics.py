@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..events import MetricsBody, check_patterns, metrics_body_decoder
-from ..state import STATE
+from ..state import DEFERRED, PIPELINE, SETTINGS, TAP
 from .common import accept, check_capacity, request_info
 
 SUCCESS = b'{"success":true}'
@@ -43,9 +43,9 @@ def decode_body(data: bytes) -> MetricsBody:
 
 
 async def post_metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    settings = state.settings
-    check_capacity(state)
+    app = request.app
+    settings = app[SETTINGS]
+    check_capacity(app)
     # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
     body = decode_body(await request.read())
     check_ranges(
@@ -54,7 +54,11 @@ async def post_metrics(request: web.Request) -> web.Response:
     req = request_info(request, settings.server.trusted_proxies)
     if settings.spool.strict:
         # The 200 promises the events are on disk.
-        await accept(state, state.pipeline.process_batch(body, req))
+        pipeline, tap = app[PIPELINE], app[TAP]
+        if tap.subscribers:
+            await accept(app, tap.metrics_batch(pipeline, body, req))
+        else:
+            await accept(app, pipeline.process_batch(body, req))
     else:
-        state.deferred.add(body, req)
+        app[DEFERRED].add(body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
-from ..state import STATE
+from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
+from ..tap import begin_names
 from .common import accept, check_capacity, json_response, request_info
 
 log = logging.getLogger("request.metrics-flow")
@@ -30,42 +31,60 @@ def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
 
 
 async def get_metrics_flow(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    check_capacity(state)
+    app = request.app
+    stats, settings = app[STATS], app[SETTINGS]
+    check_capacity(app)
     query = parse_query(request)
     origin = request.headers.get("Origin")
-    headers = cors_headers(origin, state.allowed_origins)
+    headers = cors_headers(origin, app[ALLOWED_ORIGINS])
     engage = query.event_type == "engage"
     if origin is not None and not headers and not engage:
         log.info("request.metrics-flow.bad-origin %s", origin)
-        state.stats.incr("metrics_flow.bad_origin")
+        stats.incr("metrics_flow.bad_origin")
         raise Forbidden("origin not allowed", "$.headers.origin", "bad_origin")
 
-    flow_id, begin = state.signer.create()
+    flow_id, begin = app[SIGNER].create()
     device_id = uuid.uuid4().hex
-    req = request_info(request, state.settings.server.trusted_proxies)
-    pipeline = state.pipeline
+    req = request_info(request, settings.server.trusted_proxies)
+    pipeline = app[PIPELINE]
     if not engage:
-        await accept(state, pipeline.begin_flow(query, flow_id, begin, device_id, req))
-        state.stats.incr("metrics_flow.begin")
+        batch = pipeline.begin_flow(query, flow_id, begin, device_id, req)
+        await accept(
+            app, app[TAP].request(pipeline, "/metrics-flow", begin_names(query.form_type), batch)
+        )
+        stats.incr("metrics_flow.begin")
     elif not headers:
-        state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
-    elif query.service not in state.settings.flow.clients:
-        state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "unknown_client"})
+        stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
+    elif query.service not in settings.flow.clients:
+        stats.incr("metrics_flow.engage.dropped", 1, {"reason": "unknown_client"})
     elif query.uid is None:
-        state.stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
+        stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
     else:
-        await accept(state, pipeline.engage(query, flow_id, begin, device_id, req))
-        state.stats.incr("metrics_flow.engage")
+        batch = pipeline.engage(query, flow_id, begin, device_id, req)
+        await accept(app, app[TAP].request(pipeline, "/metrics-flow", ("flow.rp.engage",), batch))
+        stats.incr("metrics_flow.engage")
     body = {"deviceId": device_id, "flowBeginTime": begin, "flowId": flow_id}
     return json_response(body, headers=headers)
 
 
 async def options_metrics_flow(request: web.Request) -> web.Response:
-    """CORS preflight: only for allowed origins."""
-    state = request.app[STATE]
-    headers = cors_headers(request.headers.get("Origin"), state.allowed_origins)
+    """CORS preflight: only for allowed origins, answered as the `cors` middleware does.
+
+    FxA's get-metrics-flow.js uses `cors({methods: 'GET', origin: allow-list})`, which
+    echoes Access-Control-Request-Headers (any header a page asks for) and answers 204.
+    """
+    origin = request.headers.get("Origin")
+    headers = cors_headers(origin, request.app[ALLOWED_ORIGINS])
     if not headers:
+        log.info("request.metrics-flow.bad-origin %s", origin)
+        request.app[STATS].incr("metrics_flow.bad_origin")
         raise Forbidden("origin not allowed", "$.headers.origin", "bad_origin")
     headers["Access-Control-Allow-Methods"] = "GET"
+    requested = request.headers.get("Access-Control-Request-Headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+        headers["Vary"] = "Origin, Access-Control-Request-Headers"
+    max_age = request.app[SETTINGS].flow.cors_max_age_seconds
+    if max_age:
+        headers["Access-Control-Max-Age"] = str(max_age)
     return web.Response(status=204, headers=headers)

@@ -7,31 +7,24 @@ validated whole (schema, then the event registry) before anything is processed.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest
 from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
 from ..flow import now_ms
 from ..mapping import ServerItem
-from ..state import STATE, RouterState
-from .common import json_response
+from ..state import DISPATCHER, PIPELINE, SETTINGS, STASH, TAP
+from .common import json_response, require_bearer
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder] = {}  # type: ignore[type-arg]
 
 
-def authorize(request: web.Request, state: RouterState) -> None:
-    """Constant-time bearer token check; an unset token refuses everyone."""
-    token = state.settings.sidecar.token.encode()
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # compare_digest runs in time independent of where the strings differ.
-    ok = hmac.compare_digest(given.strip().encode(), token)
-    if not token or scheme.lower() != "bearer" or not ok:
-        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+def authorize(request: web.Request) -> None:
+    require_bearer(request, request.app[SETTINGS].sidecar.token)
 
 
 async def decode(request: web.Request, kind: type[T]) -> T:
@@ -48,13 +41,14 @@ async def decode(request: web.Request, kind: type[T]) -> T:
 
 
 async def post_events(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    authorize(request, state)
+    app = request.app
+    authorize(request)
     batch = await decode(request, ServerEventBatch)
-    limit = state.settings.sidecar.max_events_per_batch
+    limit = app[SETTINGS].sidecar.max_events_per_batch
     if len(batch.events) > limit:
         raise BadRequest(f"too many events (at most {limit})", "$.events", "too_many_events")
-    registry = state.registry
+    pipeline, stash = app[PIPELINE], app[STASH]
+    registry = pipeline.ruleset.registry
     specs = [registry.validate(event, i) for i, event in enumerate(batch.events)]
     received = now_ms()
 
@@ -64,13 +58,13 @@ async def post_events(request: web.Request) -> web.Response:
             return event.metrics_context
         if event.uid is None or event.token_id is None:
             return None
-        return await state.stash.read(event.uid, event.token_id)
+        return await stash.read(event.uid, event.token_id)
 
     contexts = await asyncio.gather(*(context_of(i) for i in range(len(specs))))
     items = [ServerItem(e, s, c) for e, s, c in zip(batch.events, specs, contexts, strict=True)]
-    state.dispatcher.submit(state.pipeline.process_server_events(items, received))
+    app[DISPATCHER].submit(app[TAP].server_events(pipeline, items, received))
     done = [
-        state.stash.clear(e.uid, e.token_id)
+        stash.clear(e.uid, e.token_id)
         for e, s in zip(batch.events, specs, strict=True)
         if s.flow_complete and e.uid is not None and e.token_id is not None
     ]
@@ -81,17 +75,15 @@ async def post_events(request: web.Request) -> web.Response:
 
 async def post_context(request: web.Request) -> web.Response:
     """Stash a metrics context for a token; add-only (an existing stash stays)."""
-    state = request.app[STATE]
-    authorize(request, state)
+    authorize(request)
     body = await decode(request, StashBody)
-    stored = await state.stash.stash(body.uid, body.token_id, body.metrics_context)
+    stored = await request.app[STASH].stash(body.uid, body.token_id, body.metrics_context)
     return json_response({"stored": stored})
 
 
 async def post_context_propagate(request: web.Request) -> web.Response:
     """Copy one token's stash to another (e.g. a session token to its successor)."""
-    state = request.app[STATE]
-    authorize(request, state)
+    authorize(request)
     body = await decode(request, PropagateBody)
-    copied = await state.stash.propagate(body.uid, body.from_token_id, body.to_token_id)
+    copied = await request.app[STASH].propagate(body.uid, body.from_token_id, body.to_token_id)
     return json_response({"propagated": copied})

@@ -4,24 +4,30 @@ Public API (used by the HTTP service):
 
 - `load_rules(paths)` -> `RuleTable`, raising `RuleError` that lists every problem;
 - `check_rules(paths)` -> every error and warning, never raising for rule problems;
+- `read_sources(paths)` + `compile_sources(...)`: the same in two steps, so the event
+  registry is built from the same read (`router.ruleset`);
 - `RuleTable.match(name)` -> `Mapping | None` (hot path, cached), `RuleTable.explain(name)`;
 - `default_rules_path()` -> the bundled `rules/` directory;
 - `compile_rules_from_dict(data)` for tests and benchmarks.
 """
 
-from .compiler import check_rules, compile_rules_from_dict, default_rules_path, load_rules
-from .problems import RuleError, RuleProblem
+from ..errors import Problem, RuleError
+from .compiler import check_rules, compile_rules_from_dict, compile_sources, load_rules
+from .sources import Source, default_rules_path, read_sources
 from .table import DEFAULT_CACHE_SIZE, Mapping, Output, RuleTable
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "Mapping",
     "Output",
+    "Problem",
     "RuleError",
-    "RuleProblem",
     "RuleTable",
+    "Source",
     "check_rules",
     "compile_rules_from_dict",
+    "compile_sources",
     "default_rules_path",
     "load_rules",
+    "read_sources",
 ]

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .problems import RuleError, RuleProblem
+from ..errors import Problem, RuleError
 from .samples import enumerate_language, sample_strings
 from .schema import ExactSpec, FuzzySpec, decode_rule_file
+from .sources import Source, default_rules_path, read_sources
 from .table import DEFAULT_CACHE_SIZE, EVENT_TYPE, CompiledRule, Mapping, RuleTable
 from .template import Filter, Template, TemplateError, parse_template, snake
 
-__all__ = ["check_rules", "compile_rules_from_dict", "default_rules_path", "load_rules"]
+__all__ = [
+    "check_rules",
+    "compile_rules_from_dict",
+    "compile_sources",
+    "default_rules_path",
+    "load_rules",
+]
 
 SNAKE = Filter("snake", snake)
 _WORD = re.compile(r"^\w+\Z", re.ASCII)
@@ -24,26 +30,20 @@ _FIELD = re.compile(r"^[A-Za-z_][\w.]*\Z", re.ASCII)
 # VWO matches a conversion by its metric `identifier`; keep names plain so a typo with a
 # space or slash is caught here rather than as a silent "event not found" from VWO.
 _VWO_NAME = re.compile(r"^[A-Za-z][\w.-]{0,254}\Z", re.ASCII)
-_TOML_LINE = re.compile(r"at line (\d+)")
 _ENUMERATION_LIMIT = 512
-
-
-def default_rules_path() -> Path:
-    """The repository's bundled `rules/` directory."""
-    return Path(__file__).resolve().parents[2] / "rules"
 
 
 def load_rules(paths: Sequence[str | Path], *, cache_size: int = DEFAULT_CACHE_SIZE) -> RuleTable:
     """Compile every rule file under `paths`; raise RuleError listing all problems."""
-    table, problems = _build(_read_sources(paths), cache_size)
+    table, problems = compile_sources(read_sources(paths), cache_size)
     if table is None:
         raise RuleError(problems)
     return table
 
 
-def check_rules(paths: Sequence[str | Path]) -> list[RuleProblem]:
+def check_rules(paths: Sequence[str | Path]) -> list[Problem]:
     """Every error and warning in the rule files under `paths`; never raises for them."""
-    return _build(_read_sources(paths), DEFAULT_CACHE_SIZE)[1]
+    return compile_sources(read_sources(paths), DEFAULT_CACHE_SIZE)[1]
 
 
 def compile_rules_from_dict(
@@ -56,8 +56,8 @@ def compile_rules_from_dict(
         pairs: Sequence[tuple[str, AbcMapping[str, Any]]] = [("<memory>", data)]
     else:
         pairs = data
-    sources = [_Source(name, None, dict(raw)) for name, raw in pairs]
-    table, problems = _build((sources, []), cache_size)
+    sources = [Source(name, None, dict(raw)) for name, raw in pairs]
+    table, problems = compile_sources((sources, []), cache_size)
     if table is None:
         raise RuleError(problems)
     return table
@@ -66,119 +66,26 @@ def compile_rules_from_dict(
 # --- reading -----------------------------------------------------------------------------
 
 
-@dataclass
-class _Source:
-    file: str
-    text: str | None
-    raw: dict[str, Any] | None
-    _lines: list[str] | None = field(default=None, repr=False)
-
-    @property
-    def lines(self) -> list[str]:
-        if self._lines is None:
-            self._lines = (self.text or "").splitlines()
-        return self._lines
-
-    def find(self, *needles: str) -> int | None:
-        """1-based number of the first line containing any needle outside a comment."""
-        for number, line in enumerate(self.lines, start=1):
-            # Event names, keys and group names never contain '#', so cutting there is safe.
-            code = line.split("#", 1)[0]
-            if any(n in code for n in needles):
-                return number
-        return None
-
-    def section_line(self, section: str) -> int | None:
-        header = re.compile(rf"^\s*(\[{re.escape(section)}[\].]|{re.escape(section)}\s*=)")
-        for number, line in enumerate(self.lines, start=1):
-            if header.match(line):
-                return number
-        return None
-
-    def key_line(self, section: str, key: str) -> int | None:
-        start = self.section_line(section) or 0
-        quoted = (f'"{key}"', f"'{key}'")
-        for number, line in enumerate(self.lines[start:], start=start + 1):
-            head = line.split("=", 1)[0].strip()
-            if head == key or head in quoted:
-                return number
-        return self.find(*quoted) or start or None
-
-    def exact_line(self, key: str) -> int | None:
-        headers = (f'[exact."{key}"]', f"[exact.'{key}']", f"[exact.{key}]", f"[exact.{key}.")
-        return self.find(*headers) or self.find(f'"{key}"', f"'{key}'")
-
-    def fuzzy_line(self, index: int) -> int | None:
-        seen = -1
-        for number, line in enumerate(self.lines, start=1):
-            if re.match(r"\s*\[\[\s*fuzzy\s*\]\]", line):
-                seen += 1
-                if seen == index:
-                    return number
-        return None
-
-
-def _display(path: Path) -> str:
-    resolved = path.resolve()
-    for base in (default_rules_path().parent, Path.cwd()):
-        try:
-            return str(resolved.relative_to(base))
-        except ValueError:
-            continue
-    return str(path)
-
-
-def _read_sources(paths: Sequence[str | Path]) -> tuple[list[_Source], list[RuleProblem]]:
-    sources: list[_Source] = []
-    problems: list[RuleProblem] = []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            files = sorted(path.glob("*.toml"), key=lambda p: p.name)
-            if not files:
-                message = "directory has no *.toml files"
-                problems.append(RuleProblem(str(path), "<path>", message, None, "warning"))
-        elif path.is_file():
-            files = [path]
-        else:
-            problems.append(RuleProblem(str(path), "<path>", "no such file or directory"))
-            continue
-        for file in files:
-            name = _display(file)
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(RuleProblem(name, "<file>", f"cannot read: {exc}"))
-                continue
-            try:
-                raw = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                m = _TOML_LINE.search(str(exc))
-                line = int(m.group(1)) if m else None
-                problems.append(RuleProblem(name, "<toml>", f"TOML syntax error: {exc}", line))
-                continue
-            sources.append(_Source(name, text, raw))
-    return sources, problems
-
-
 # --- compiling ---------------------------------------------------------------------------
 
 
 class _Report:
     """Collects every problem, so one bad rule never hides the next."""
 
-    def __init__(self, problems: list[RuleProblem]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
 
     def add(
         self,
-        src: _Source,
+        src: Source,
         rule: str,
         message: str,
         line: int | None,
         severity: Literal["error", "warning"] = "error",
     ) -> None:
-        self.problems.append(RuleProblem(src.file, rule, message, line, severity))
+        self.problems.append(
+            Problem(file=src.file, line=line, severity=severity, where=rule, message=message)
+        )
 
     @property
     def has_errors(self) -> bool:
@@ -194,9 +101,9 @@ class _Located:
     line: int | None
 
 
-def _build(
-    read: tuple[list[_Source], list[RuleProblem]], cache_size: int
-) -> tuple[RuleTable | None, list[RuleProblem]]:
+def compile_sources(
+    read: tuple[list[Source], list[Problem]], cache_size: int
+) -> tuple[RuleTable | None, list[Problem]]:
     sources, problems = read
     report = _Report(list(problems))
     decoded = []
@@ -266,7 +173,7 @@ def _build(
     return table, report.problems
 
 
-def _schema_line(src: _Source, rule: str) -> int | None:
+def _schema_line(src: Source, rule: str) -> int | None:
     m = re.match(r"exact '(.*)'$", rule)
     if m:
         return src.exact_line(m.group(1))
@@ -282,7 +189,7 @@ def _schema_line(src: _Source, rule: str) -> int | None:
     return src.section_line(section)
 
 
-def _merge_groups(decoded: list[tuple[_Source, Any]], report: _Report) -> dict[str, str]:
+def _merge_groups(decoded: list[tuple[Source, Any]], report: _Report) -> dict[str, str]:
     seen: dict[str, _Located] = {}
     for src, rule_file in decoded:
         for key, name in rule_file.groups.items():
@@ -304,9 +211,7 @@ def _merge_groups(decoded: list[tuple[_Source, Any]], report: _Report) -> dict[s
     return {key: loc.value for key, loc in seen.items()}
 
 
-def _merge_lookups(
-    decoded: list[tuple[_Source, Any]], report: _Report
-) -> dict[str, dict[str, str]]:
+def _merge_lookups(decoded: list[tuple[Source, Any]], report: _Report) -> dict[str, dict[str, str]]:
     seen: dict[str, dict[str, _Located]] = {}
     for src, rule_file in decoded:
         for table, entries in rule_file.lookups.items():
@@ -345,7 +250,7 @@ class _Binder:
 
     def compile(
         self,
-        src: _Source,
+        src: Source,
         spec: ExactSpec | FuzzySpec,
         label: str,
         description: str,
@@ -427,7 +332,7 @@ class _Binder:
 
     def _template(
         self,
-        src: _Source,
+        src: Source,
         label: str,
         line: int | None,
         text: str,
@@ -506,17 +411,17 @@ class _Binder:
 def _shadow_warnings(
     fuzzy: list[CompiledRule],
     exact_keys: set[str],
-    sources: list[_Source],
+    sources: list[Source],
     report: _Report,
 ) -> None:
     by_file = {src.file: src for src in sources}
     first_seen: dict[tuple[str, int], CompiledRule] = {}
     for position, rule in enumerate(fuzzy):
         assert rule.pattern is not None
-        src = by_file.get(rule.file) or _Source(rule.file, None, None)
+        src = by_file.get(rule.file) or Source(rule.file, None, None)
         label = rule.rule.split(": ", 1)[-1]
 
-        def warn(message: str, src: _Source = src, label: str = label, rule: Any = rule) -> None:
+        def warn(message: str, src: Source = src, label: str = label, rule: Any = rule) -> None:
             report.add(src, label, message, rule.line, "warning")
 
         key = (rule.pattern.pattern, rule.pattern.flags)

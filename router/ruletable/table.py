@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .problems import RuleProblem
+from ..errors import Problem
 from .template import Template
 
 __all__ = ["DEFAULT_CACHE_SIZE", "CompiledRule", "Mapping", "Output", "RuleTable"]
@@ -125,14 +125,14 @@ class RuleTable:
 
     exact_count: int
     fuzzy_count: int
-    warnings: list[RuleProblem]
+    warnings: list[Problem]
 
     def __init__(
         self,
         groups: dict[str, str],
         exact: dict[str, Mapping],
         fuzzy: list[CompiledRule],
-        warnings: list[RuleProblem],
+        warnings: list[Problem],
         *,
         exact_rules: dict[str, CompiledRule] | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,

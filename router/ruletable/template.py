@@ -6,15 +6,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import TemplateError
+
 __all__ = ["Filter", "Placeholder", "Template", "TemplateError", "parse_template", "snake"]
 
 # A placeholder is `{N}` or `{N|f1|f2}`; any other brace is an error, so a typo such as
 # `{1|view_groups` is reported at start-up instead of being emitted literally.
 _PLACEHOLDER = re.compile(r"\{(\d+)((?:\|[A-Za-z_][\w-]*)*)\}", re.ASCII)
-
-
-class TemplateError(ValueError):
-    """A template that cannot be parsed."""
 
 
 def snake(value: str) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..config import (
     AmplitudeSinkSettings,
+    ClientMetricsSinkSettings,
     JetStreamSinkSettings,
     LogSinkSettings,
     Settings,
@@ -16,6 +17,7 @@ from ..config import (
 from ..deadletter import DeadLetters
 from .amplitude import AmplitudeSink
 from .base import Sink
+from .client_metrics import ClientMetricsSink
 from .log import LogSink
 from .memory import MemorySink
 from .retry import Backoff
@@ -26,7 +28,14 @@ SinkFactory = Callable[[str, SinkSettings, Settings, DeadLetters], Sink]
 
 def _log(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     assert isinstance(conf, LogSinkSettings)
-    return LogSink(name, conf.path, conf.logger)
+    return LogSink(name, conf.path, conf.logger, conf.format)
+
+
+def _client_metrics(
+    name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters
+) -> Sink:
+    assert isinstance(conf, ClientMetricsSinkSettings)
+    return ClientMetricsSink(name, conf.path)
 
 
 def _memory(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
@@ -80,6 +89,7 @@ def _jetstream(name: str, conf: SinkSettings, settings: Settings, deadletters: D
 
 FACTORIES: dict[str, SinkFactory] = {
     "log": _log,
+    "client_metrics": _client_metrics,
     "memory": _memory,
     "amplitude": _amplitude,
     "vwo": _vwo,
@@ -87,10 +97,12 @@ FACTORIES: dict[str, SinkFactory] = {
 }
 
 
-def build_sinks(settings: Settings, deadletters: DeadLetters) -> list[tuple[Sink, SinkSettings]]:
-    """One sink per enabled `[sinks.<name>]` section, with its settings."""
+def build_sinks(
+    settings: Settings, deadletters: DeadLetters, factories: Mapping[str, SinkFactory] = FACTORIES
+) -> list[tuple[Sink, SinkSettings]]:
+    """One sink per enabled `[sinks.<name>]` section, with its settings, by `factories`."""
     return [
-        (FACTORIES[name](name, conf, settings, deadletters), conf)
+        (factories[name](name, conf, settings, deadletters), conf)
         for name, conf in enabled_sinks(settings)
     ]
 
@@ -101,6 +113,7 @@ __all__ = [
     "LogSink",
     "MemorySink",
     "Sink",
+    "SinkFactory",
     "VwoSink",
     "build_sinks",
 ]

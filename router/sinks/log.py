@@ -1,21 +1,32 @@
-"""mozlog lines: one JSON object a line, written in buffered chunks off the event loop."""
+"""mozlog lines: one JSON object a line, written in buffered chunks off the event loop.
+
+Log rotation: `reopen()` (the app calls it on SIGHUP and SIGUSR1) closes the file and
+opens its path again, so logrotate can rename the file without `copytruncate`. Writes
+and the reopen take one lock in the writer thread: a batch is written whole to the old
+file or whole to the new one, never split between them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import IO, Any, ClassVar
 
 import msgspec
 
-from ..records import AmplitudeEvent, FlowEvent, Record, VwoConversion
+from ..records import ActivityEvent, AmplitudeEvent, FlowEvent, Record, VwoConversion
 from .base import Kind, Sink
+from .fxa_format import FxaLines
 
 INFO = 6
+
+log = logging.getLogger(__name__)
 
 
 class MozLogLine(msgspec.Struct):
@@ -50,27 +61,54 @@ class AmplitudeFields(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 class LogSink(Sink):
-    """Writes `flowEvent`, `amplitudeEvent` and `vwoConversion` mozlog lines."""
+    """Writes `flowEvent`, `amplitudeEvent`, `activityEvent` and `vwoConversion` lines.
 
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo"})
+    `format="mozlog"`: every record in a mozlog envelope; `"fxa"`: as FxA's servers
+    write them (see fxa_format.py).
+    """
 
-    def __init__(self, name: str, path: str = "-", logger: str = "metrics-router") -> None:
+    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo", "activity"})
+
+    def __init__(
+        self, name: str, path: str = "-", logger: str = "metrics-router", format: str = "mozlog"
+    ) -> None:
         super().__init__(name)
+        self.format = format
         self.path = path
         self.logger = logger
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._file: IO[bytes] | None = None
+        self._lock = threading.Lock()
         self._encoder = msgspec.json.Encoder()
         # Records of one request share their property dicts: encode each once (one slot
         # per field, so event and user properties do not evict each other).
         self._memo: dict[str, tuple[object, msgspec.Raw]] = {}
+        self._fxa = FxaLines(self.hostname, self.pid, self._fields) if format == "fxa" else None
 
     async def start(self) -> None:
         if self.path == "-":
             self._file = sys.stdout.buffer
         else:
-            self._file = await asyncio.to_thread(open, self.path, "ab", buffering=1 << 16)
+            self._file = await asyncio.to_thread(self._open)
+
+    def _open(self) -> IO[bytes]:
+        # Unbuffered: a batch goes out in one write(2), which O_APPEND places whole at
+        # the end, so workers sharing the file never interleave inside a line.
+        return open(self.path, "ab", buffering=0)
+
+    async def reopen(self) -> None:
+        """Close the file and open its path again (after logrotate renamed it)."""
+        if self.path != "-" and self._file is not None:
+            await asyncio.to_thread(self._reopen)
+            log.info("log sink %s: reopened %s", self.name, self.path)
+
+    def _reopen(self) -> None:
+        fresh = self._open()  # first: if it fails, the old file stays in use
+        with self._lock:
+            old, self._file = self._file, fresh
+        if old is not None:
+            old.close()
 
     def _nested(self, slot: str, value: dict[str, Any]) -> msgspec.Raw | None:
         """`value` as a JSON string literal holding its JSON (mozlog nests objects so)."""
@@ -104,6 +142,8 @@ class LogSink(Sink):
                 event_properties=self._nested("event", record.event_properties),
                 user_properties=self._nested("user", record.user_properties),
             )
+        if isinstance(record, ActivityEvent):
+            return "activityEvent", record
         assert isinstance(record, VwoConversion)
         fields = msgspec.structs.asdict(record)
         fields["properties"] = self._nested("vwo", record.properties)
@@ -116,8 +156,10 @@ class LogSink(Sink):
         return encoded[: -len(b"null}")]
 
     def encode(self, records: Sequence[Record]) -> bytes:
-        """The mozlog lines for a batch, newline-terminated."""
+        """The lines for a batch, newline-terminated."""
         now = time.time_ns()
+        if self._fxa is not None:
+            return self._fxa.encode(records, lambda kind: self._head(kind, now))
         heads: dict[str, bytes] = {}
         encode = self._encoder.encode
         parts: list[bytes] = []
@@ -133,14 +175,23 @@ class LogSink(Sink):
         return b"".join(parts)
 
     def _write(self, data: bytes) -> None:
-        assert self._file is not None
-        self._file.write(data)
-        self._file.flush()
+        with self._lock:
+            assert self._file is not None
+            view = memoryview(data)
+            while view:
+                written = self._file.write(view)
+                view = view[written or 0 :]
+            self._file.flush()
 
     async def send(self, records: Sequence[Record]) -> None:
         await asyncio.to_thread(self._write, self.encode(records))
 
     async def aclose(self) -> None:
         if self._file is not None and self.path != "-":
-            await asyncio.to_thread(self._file.close)
+            await asyncio.to_thread(self._close)
         self._file = None
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()

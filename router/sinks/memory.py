@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..records import AmplitudeEvent, FlowEvent, Record, VwoConversion
+from ..records import ActivityEvent, AmplitudeEvent, ClientMetrics, FlowEvent, Record, VwoConversion
 from .base import Kind, Sink
 
 
 class MemorySink(Sink):
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo"})
+    kinds: ClassVar[frozenset[Kind]] = frozenset(
+        {"amplitude", "flow", "vwo", "activity", "client_metrics"}
+    )
 
     def __init__(self, name: str = "memory", keep: bool = True) -> None:
         super().__init__(name)
@@ -43,3 +45,11 @@ class MemorySink(Sink):
     @property
     def vwo(self) -> list[VwoConversion]:
         return [r for r in self.records if isinstance(r, VwoConversion)]
+
+    @property
+    def activity(self) -> list[ActivityEvent]:
+        return [r for r in self.records if isinstance(r, ActivityEvent)]
+
+    @property
+    def client_metrics(self) -> list[ClientMetrics]:
+        return [r for r in self.records if isinstance(r, ClientMetrics)]

@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/metrics-router serve $(ARGS)
 
 system-deps:
-	./scripts/install-system-deps.sh memcached wrk chromium
+	./scripts/install-system-deps.sh memcached wrk chromium tmux
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(ARGS)

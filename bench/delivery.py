@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from router.deadletter import DeadLetters
-from router.dispatch import SinkRunner
+from fakes.amplitude import FakeAmplitude
+from fakes.vwo import FakeVwo
+from router.dispatch import MemoryBuffer, SinkRunner
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.sinks.amplitude import AmplitudeSink
 from router.sinks.base import Sink
 from router.sinks.vwo import VwoSink
 from router.stats import Stats
-from tests.fakes.amplitude import FakeAmplitude
-from tests.fakes.vwo import FakeVwo
 
 VWO_SETTINGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "vwo-settings.json"
 DEVICE = "0f3a6c1e9b7d4e2a8c5b1d0e7f6a9b3c"
@@ -61,7 +59,8 @@ async def _measure(
     sink: Sink, make: Callable[[int], Record], batch_size: int, duration_s: float
 ) -> float:
     stats = Stats()
-    runner = SinkRunner(sink, stats, queue_size=1_000_000, batch_size=batch_size)
+    buffer = MemoryBuffer(sink.name, stats, queue_size=1_000_000, batch_size=batch_size)
+    runner = SinkRunner(sink, stats, buffer)
     await sink.start()
     runner.start()
     i = 0
@@ -75,48 +74,44 @@ async def _measure(
         return now < end or (stats.get("sink.sent", sink=sink.name) == 0 and now < give_up)
 
     while more():
-        if len(runner.queue) < batch_size * 8:
+        if len(buffer.queue) < batch_size * 8:
             runner.submit([make(i + k) for k in range(batch_size * 4)])
             i += batch_size * 4
         await asyncio.sleep(0.001)
     delivered = stats.get("sink.sent", sink=sink.name)
     elapsed = time.perf_counter() - start
-    runner.queue.clear()
+    buffer.queue.clear()
     await runner.close(10.0)
     return delivered / elapsed
 
 
 async def _run(duration_s: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        dead = DeadLetters(Path(tmp) / "dead.db")
-        amp = FakeAmplitude()
-        amp_runner, amp_url = await _serve(amp.app)
-        vwo = FakeVwo()
-        vwo_runner, vwo_url = await _serve(vwo.app)
-        try:
-            amplitude = AmplitudeSink(
-                "amplitude",
-                api_key=amp.api_key,
-                hmac_key="bench-hmac-key",
-                url=f"{amp_url}/batch",
-                identify_url=f"{amp_url}/identify",
-                deadletters=dead,
-                concurrency=4,
-            )
-            vwo_sink = VwoSink(
-                "vwo",
-                account_id=vwo.account_id,
-                sdk_key=vwo.sdk_key,
-                url=vwo_url,
-                settings_path=str(VWO_SETTINGS),
-                deadletters=dead,
-                concurrency=2,
-            )
-            amp_rate = await _measure(amplitude, amplitude_record, 1000, duration_s)
-            vwo_rate = await _measure(vwo_sink, vwo_record, 100, duration_s)
-        finally:
-            await amp_runner.cleanup()
-            await vwo_runner.cleanup()
+    amp = FakeAmplitude()
+    amp_runner, amp_url = await _serve(amp.app)
+    vwo = FakeVwo()
+    vwo_runner, vwo_url = await _serve(vwo.app)
+    try:
+        amplitude = AmplitudeSink(
+            "amplitude",
+            api_key=amp.api_key,
+            hmac_key="bench-hmac-key",
+            url=f"{amp_url}/batch",
+            identify_url=f"{amp_url}/identify",
+            concurrency=4,
+        )
+        vwo_sink = VwoSink(
+            "vwo",
+            account_id=vwo.account_id,
+            sdk_key=vwo.sdk_key,
+            url=vwo_url,
+            settings_path=str(VWO_SETTINGS),
+            concurrency=2,
+        )
+        amp_rate = await _measure(amplitude, amplitude_record, 1000, duration_s)
+        vwo_rate = await _measure(vwo_sink, vwo_record, 100, duration_s)
+    finally:
+        await amp_runner.cleanup()
+        await vwo_runner.cleanup()
     return {"amplitude_events_per_s": amp_rate, "vwo_events_per_s": vwo_rate}
 
 

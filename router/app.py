@@ -22,10 +22,10 @@ from .checks import check, prepare, rule_paths
 from .config import Settings, SinkSettings, deadletter_path
 from .context import ContextStore, MemcachedStore, MemoryStore, StashService
 from .deadletter import DeadLetters
-from .dispatch import Dispatcher, SinkRunner
+from .dispatch import DiskCheck, Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
 from .flow import FlowSigner
 from .geo import GeoDB
-from .handlers import dockerflow, sidecar
+from .handlers import admin, dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
@@ -48,8 +48,10 @@ from .state import (
     SIGNER,
     STASH,
     STATS,
+    TAP,
 )
 from .stats import Stats, exporting
+from .tap import Tap
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,10 @@ def make_app(
         configured = build_sinks(settings, deadletters, sink_factories)
     else:
         configured = [(sink, SinkSettings(queue_size=1_000_000)) for sink in sinks]
+    spool = settings.spool
     dispatcher = Dispatcher(
-        [_runner(settings, sink, conf, stats, deadletters) for sink, conf in configured]
+        [_runner(settings, sink, conf, stats, deadletters) for sink, conf in configured],
+        DiskCheck(spool.path, spool.min_free_disk_mb),
     )
 
     app = web.Application(
@@ -119,7 +123,10 @@ def make_app(
     app[SIGNER] = signer
     app[PIPELINE] = pipeline
     app[DISPATCHER] = dispatcher
-    app[DEFERRED] = Deferred(pipeline, dispatcher)
+    runners = dispatcher.runners
+    tap = Tap(lambda: [(r.sink.name, r.sink.kinds) for r in runners])
+    app[TAP] = tap
+    app[DEFERRED] = Deferred(pipeline, dispatcher, tap)
     app[STASH] = StashService(context_store(settings), settings.context.ttl_seconds, stats)
     app[DEADLETTERS] = deadletters
     app[ALLOWED_ORIGINS] = frozenset(settings.flow.allowed_origins)
@@ -133,6 +140,9 @@ def make_app(
     app.router.add_post("/sidecar/events", sidecar.post_events)
     app.router.add_post("/sidecar/context", sidecar.post_context)
     app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
+    app.router.add_get("/__openapi__", admin.get_openapi)
+    app.router.add_get("/__tap__", admin.get_tap)
+    app.on_shutdown.append(admin.close_taps)
     # Started in this order, closed in the reverse one.
     app.cleanup_ctx.append(_deadletters_ctx)
     app.cleanup_ctx.append(_statsd_ctx)
@@ -145,23 +155,32 @@ def make_app(
 def _runner(
     settings: Settings, sink: Sink, conf: SinkSettings, stats: Stats, deadletters: DeadLetters
 ) -> SinkRunner:
+    """A sink's runner: a spool buffer for a durable sink, a memory buffer for the others."""
     spool = settings.spool
-    return SinkRunner(
-        sink,
-        stats,
-        queue_size=conf.queue_size,
-        batch_size=conf.batch_size,
-        linger_ms=getattr(conf, "flush_interval_ms", 0),
-        spool=Spool(
-            Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+    linger_ms = getattr(conf, "flush_interval_ms", 0)
+    buffer: MemoryBuffer | SpoolBuffer
+    if sink.durable:
+        buffer = SpoolBuffer(
+            sink.name,
+            stats,
+            Spool(
+                Path(spool.path) / f"{sink.name}.db", max_bytes=spool.max_bytes, fsync=spool.fsync
+            ),
+            batch_size=conf.batch_size,
+            linger_ms=linger_ms,
+            commit_interval_ms=spool.commit_interval_ms,
+            memory_records=spool.memory_records,
+            strict=spool.strict,
         )
-        if sink.durable
-        else None,
-        deadletters=deadletters,
-        commit_interval_ms=spool.commit_interval_ms,
-        memory_records=spool.memory_records,
-        strict=spool.strict,
-    )
+    else:
+        buffer = MemoryBuffer(
+            sink.name,
+            stats,
+            queue_size=conf.queue_size,
+            batch_size=conf.batch_size,
+            linger_ms=linger_ms,
+        )
+    return SinkRunner(sink, stats, buffer, deadletters)
 
 
 def context_store(settings: Settings) -> ContextStore:

@@ -1,7 +1,8 @@
 """The NATS JetStream bus between routers and delivery workers: connection, stream, wire format.
 
-One message per record, msgpack-encoded, on the subject of its destination
-(`[sinks.jetstream] subjects`), with the record's deterministic id as `Nats-Msg-Id`.
+One message per record, on the subject of its destination (`[sinks.jetstream]
+subjects`), with the record's deterministic id as `Nats-Msg-Id`. The body is the
+records batch codec (`router/records.py`) with one record, the same bytes a spool row holds.
 """
 
 from __future__ import annotations
@@ -18,37 +19,40 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .config import JetStreamSinkSettings
-from .records import AmplitudeEvent, Record, VwoConversion
+from .records import TYPES, Record, decode_batch, encode_batch, kind_of
 
 log = logging.getLogger(__name__)
 
+# The kinds that travel on the bus (flow events are written by each router's log sink).
 Destination = Literal["amplitude", "vwo"]
 
 MSG_ID = "Nats-Msg-Id"
 
-_encoder = msgspec.msgpack.Encoder()
-_decoders: dict[Destination, msgspec.msgpack.Decoder[Any]] = {
-    "amplitude": msgspec.msgpack.Decoder(AmplitudeEvent),
-    "vwo": msgspec.msgpack.Decoder(VwoConversion),
+# Messages published before the bus used the batch codec: the bare record.
+_bare: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    kind: msgspec.msgpack.Decoder(tp) for kind, tp in TYPES.items()
 }
 
 
 def encode(record: Record) -> bytes:
-    return _encoder.encode(record)
+    return encode_batch([record])
 
 
 def decode(destination: Destination, payload: bytes) -> Record:
-    """A record from a message body; raises msgspec.DecodeError / ValidationError."""
-    record: Record = _decoders[destination].decode(payload)
-    return record
+    """The record of a message body; raises msgspec.DecodeError / ValidationError."""
+    try:
+        records = decode_batch(payload)
+    except msgspec.ValidationError:
+        record: Record = _bare[destination].decode(payload)
+        return record
+    if len(records) != 1 or kind_of(records[0]) != destination:
+        raise msgspec.ValidationError(f"expected one {destination} record")
+    return records[0]
 
 
 def destination_of(record: Record) -> Destination | None:
-    if isinstance(record, AmplitudeEvent):
-        return "amplitude"
-    if isinstance(record, VwoConversion):
-        return "vwo"
-    return None
+    kind = kind_of(record)
+    return kind if kind == "amplitude" or kind == "vwo" else None
 
 
 async def connect(conf: JetStreamSinkSettings, name: str) -> NATS:

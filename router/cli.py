@@ -1,4 +1,4 @@
-"""The command line: `serve`, `rules check`, `rules explain`, `dlq list|show|replay|purge`."""
+"""The command line: `serve`, `rules`, `dlq`, `forward`; consoles `tap`, `top`, `openapi`."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
-    from .deadletter import ReplayResult, replay
+    from .dispatch.replay import ReplayResult, replay
     from .sinks import build_sinks
 
     async def run() -> ReplayResult:
@@ -184,9 +184,13 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.sent} records")
     for name, count in result.skipped.items():
         print(f"{name}: {count} records kept: not in a form that can be resent", file=sys.stderr)
+    for name, count in result.refused.items():
+        print(
+            f"{name}: {count} records refused again: their dead letters are kept", file=sys.stderr
+        )
     for name, why in result.failed.items():
         print(f"{name}: replay stopped: {why}", file=sys.stderr)
-    return 1 if result.failed else 0
+    return 0 if result.ok else 1
 
 
 def cmd_dlq_purge(args: argparse.Namespace) -> int:
@@ -200,6 +204,42 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
             return await store.purge(args.destination, args.reason)
 
     print(f"purged {asyncio.run(run())} dead letters")
+    return 0
+
+
+def _router_url(args: argparse.Namespace, settings: Settings) -> str:
+    """--url, or the router the config describes (a wildcard address means this machine)."""
+    if args.url:
+        return str(args.url).rstrip("/")
+    host = settings.server.host
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    return f"http://{host}:{settings.server.port}"
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    from .console.tap import tap
+    from .tap import TapFilter
+
+    settings = load_settings(args.config)
+    filters = TapFilter(event=args.event, kind=args.kind, sink=args.sink, rejected=args.rejected)
+    return tap(_router_url(args, settings), settings.admin.token, filters, args.json)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from .console.top import top
+
+    settings = load_settings(args.config)
+    prefix = args.prefix or settings.stats.prefix or "metrics_router"
+    return top(_router_url(args, settings), prefix, args.interval)
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from .openapi import document_bytes
+
+    if args.output:
+        Path(args.output).write_bytes(document_bytes())
+    else:
+        sys.stdout.write(document_bytes().decode())
     return 0
 
 
@@ -244,6 +284,29 @@ def parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--config", help="TOML config file whose [rules] paths to use")
     explain.set_defaults(func=cmd_rules_explain)
+
+    tap = sub.add_parser("tap", help="stream what a running router does with each event")
+    tap.add_argument("--url", help="the router (default: [server] host and port of the config)")
+    tap.add_argument("--config", help="TOML config file ([admin] token, [server] host/port)")
+    tap.add_argument("--json", action="store_true", help="the raw lines as NDJSON")
+    tap.add_argument("--event", metavar="GLOB", help="only incoming events matching this glob")
+    tap.add_argument("--kind", choices=["flow", "amplitude", "vwo"], help="only these records")
+    tap.add_argument("--sink", metavar="NAME", help="only records for this sink")
+    tap.add_argument(
+        "--rejected", action="store_true", help="only refused requests (reason, field path)"
+    )
+    tap.set_defaults(func=cmd_tap)
+
+    top_cmd = sub.add_parser("top", help="a live dashboard of a router's or forwarder's counters")
+    top_cmd.add_argument("--url", help="the router or forwarder (default: from the config)")
+    top_cmd.add_argument("--config", help="TOML config file ([server] host/port, [stats] prefix)")
+    top_cmd.add_argument("--prefix", help="metric name prefix (default: [stats] prefix)")
+    top_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top_cmd.set_defaults(func=cmd_top)
+
+    spec = sub.add_parser("openapi", help="print (or write) the OpenAPI document")
+    spec.add_argument("--output", "-o", help="write it here (docs/openapi.json), not stdout")
+    spec.set_defaults(func=cmd_openapi)
 
     dlq = sub.add_parser("dlq", help="dead letters: records a destination refused or never took")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -255,6 +255,8 @@ class SpoolSettings(Section, frozen=True):
     # Records a durable sink may hold in memory; beyond it new work goes to disk only.
     memory_records: Positive = 10_000
     retry_after_seconds: Positive = 5
+    # `/__heartbeat__` fails while the file system under `path` has less free space.
+    min_free_disk_mb: NonNegative = 16
 
 
 class ForwardSettings(Section, frozen=True):
@@ -270,6 +272,11 @@ class DeadLetterSettings(Section, frozen=True):
     path: str = ""
 
 
+class AdminSettings(Section, frozen=True):
+    # Bearer token of operators (`metrics-router tap`); empty: /__tap__ refuses everyone.
+    token: str = ""
+
+
 class Settings(Section, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     flow: FlowSettings = msgspec.field(default_factory=FlowSettings)
@@ -282,6 +289,7 @@ class Settings(Section, frozen=True):
     sidecar: SidecarSettings = msgspec.field(default_factory=SidecarSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     stats: StatsSettings = msgspec.field(default_factory=StatsSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     forward: ForwardSettings = msgspec.field(default_factory=ForwardSettings)
 
     def __post_init__(self) -> None:

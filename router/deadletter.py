@@ -1,35 +1,27 @@
 """Dead letters: records a destination refused for good or never took, kept with a reason.
 
-One SQLite row per record: destination (the sink's name), reason, time, the record as
-JSON in its pre-sink form (so a replay through the sink hashes ids exactly once) and an
-optional detail. `metrics-router dlq` lists, shows, replays and purges them.
+One SQLite row per record: destination (the sink's name), reason, time, its kind
+(`records.kind_of`, or "raw"), the record as JSON in its pre-sink form (so a replay
+through the sink hashes ids exactly once; JSON so `sqlite3` shows it as it is) and an
+optional detail. `metrics-router dlq` lists, shows, replays and purges them. The
+counting and logging of dead letters is the runner's (`dispatch/runner.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import aiosqlite
 import msgspec
 
-from .records import AmplitudeEvent, FlowEvent, Record, VwoConversion
+from .records import TYPES, Record, kind_of
 from .stats import Stats
 
-log = logging.getLogger(__name__)
-
-_KINDS: dict[type[Any], str] = {
-    AmplitudeEvent: "amplitude",
-    FlowEvent: "flow",
-    VwoConversion: "vwo",
-}
-_TYPES: dict[str, type[Record]] = {kind: tp for tp, kind in _KINDS.items()}
 _encoder = msgspec.json.Encoder()
 
 
@@ -46,11 +38,12 @@ class DeadLetter(msgspec.Struct, kw_only=True):
 
     def to_record(self) -> Record | None:
         """The record as the pipeline built it, or None if it is not one we can resend."""
-        tp = _TYPES.get(self.kind)
+        tp = next((t for kind, t in TYPES.items() if kind == self.kind), None)
         if tp is None:
             return None
         try:
-            return msgspec.convert(self.record, tp)
+            record: Record = msgspec.convert(self.record, tp)
+            return record
         except msgspec.ValidationError:
             return None
 
@@ -148,7 +141,7 @@ class DeadLetters:
                 destination,
                 reason,
                 now,
-                _KINDS.get(type(r), "raw"),
+                kind_of(r) or "raw",
                 _encoder.encode(r).decode(),
                 detail,
             )
@@ -166,11 +159,19 @@ class DeadLetters:
             )
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL).
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
             raise
         self.stats.incr("dlq.added", len(rows), {"destination": destination, "reason": reason})
-        log.warning("dead letters: %d records for %s (%s)", len(rows), destination, reason)
         return len(rows)
+
+    async def last_id(self) -> int:
+        """The highest id so far: a replay works on the rows up to it."""
+        db = self._db or await self.open()
+        async with db.execute("SELECT coalesce(max(id), 0) FROM dead_letters") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def list(
         self,
@@ -178,14 +179,19 @@ class DeadLetters:
         reason: str | None = None,
         limit: int = 100,
         after: int = 0,
+        upto: int | None = None,
     ) -> list[DeadLetter]:
-        """Dead letters in id order, from `after` on, at most `limit`."""
+        """Dead letters in id order, from `after` on (up to id `upto`), at most `limit`."""
         db = self._db or await self.open()
         where, args = _where(destination, reason)
         where = f"{where} AND id > ?" if where else " WHERE id > ?"
+        args.append(after)
+        if upto is not None:
+            where += " AND id <= ?"
+            args.append(upto)
         async with db.execute(
             f"SELECT {_COLUMNS} FROM dead_letters{where} ORDER BY id LIMIT ?",
-            [*args, after, limit],
+            [*args, limit],
         ) as cursor:
             return [_letter(row) for row in await cursor.fetchall()]
 
@@ -218,75 +224,3 @@ class DeadLetters:
             cursor = await db.execute(f"DELETE FROM dead_letters{where}", args)
             total += max(cursor.rowcount, 0)
         return total
-
-
-async def add_dead_letters(
-    store: DeadLetters, destination: str, items: Sequence[tuple[str, Any]]
-) -> None:
-    """Store (reason, record) pairs, one `add` per reason."""
-    by_reason: dict[str, list[Any]] = {}
-    for reason, record in items:
-        by_reason.setdefault(reason, []).append(record)
-    for reason, records in by_reason.items():
-        await store.add(destination, reason, records)
-
-
-class Sender(Protocol):
-    """What replay needs of a sink."""
-
-    async def send(self, records: Sequence[Record]) -> None: ...
-
-
-@dataclass
-class ReplayResult:
-    sent: int = 0
-    # Per destination: records we could not resend, and why.
-    skipped: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-async def replay(
-    store: DeadLetters,
-    sinks: Mapping[str, Sender],
-    destination: str | None = None,
-    reason: str | None = None,
-    batch_size: int = 500,
-) -> ReplayResult:
-    """Send matching dead letters again through their destination's sink, deleting what went.
-
-    A record the sink refuses again is dead-lettered again by the sink itself (a new
-    row); an exception from `send` stops that destination and keeps its rows.
-    """
-    result = ReplayResult()
-    after = 0
-    while True:
-        letters = await store.list(destination, reason, limit=batch_size, after=after)
-        if not letters:
-            return result
-        after = letters[-1].id
-        by_destination: dict[str, list[DeadLetter]] = {}
-        for letter in letters:
-            by_destination.setdefault(letter.destination, []).append(letter)
-        for name, group in by_destination.items():
-            if name in result.failed:
-                continue
-            sink = sinks.get(name)
-            if sink is None:
-                result.failed[name] = "no such sink in the configuration"
-                continue
-            pairs = [(letter, letter.to_record()) for letter in group]
-            records = [record for _, record in pairs if record is not None]
-            skipped = len(pairs) - len(records)
-            if skipped:
-                result.skipped[name] = result.skipped.get(name, 0) + skipped
-            try:
-                if records:
-                    await sink.send(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                result.failed[name] = f"{type(exc).__name__}: {exc}"
-                log.exception("dlq replay: %s failed", name)
-                continue
-            await store.purge(ids=[letter.id for letter, record in pairs if record is not None])
-            result.sent += len(records)

@@ -43,7 +43,15 @@ class HttpError(RouterError):
         self.headers: dict[str, str] | None = None
 
     def body(self) -> dict[str, object]:
-        return {"error": self.title, "message": self.message, "statusCode": self.status}
+        body: dict[str, object] = {
+            "error": self.title,
+            "message": self.message,
+            "statusCode": self.status,
+        }
+        if self.status < 500:
+            # Every refusal names the field it is about, in the shape FxA clients know.
+            body["validation"] = {"keys": [self.path] if self.path else []}
+        return body
 
 
 class BadRequest(HttpError):
@@ -57,13 +65,9 @@ class BadRequest(HttpError):
         """Wrap a msgspec decode/validation error, keeping the `$.path` it carries."""
         text = str(exc)
         match = _PATH.search(text)
-        path = match.group(1) if match else None
+        # msgspec names no path for a problem with the whole document (`$`).
+        path = match.group(1) if match else "$"
         return cls(text, path, reason="schema")
-
-    def body(self) -> dict[str, object]:
-        """The JSON body of the 400 response, in the shape FxA clients know."""
-        keys = [self.path] if self.path else []
-        return {**super().body(), "validation": {"keys": keys}}
 
 
 class Unauthorized(HttpError):
@@ -171,3 +175,39 @@ class StartupError(ProblemsError):
     """`check()` found errors: in the config, rules, registry or the files they name."""
 
     what = "start-up check"
+
+
+# -- delivery: buffers, stores, destinations -------------------------------------------------
+# Raised inside the delivery engine (router/dispatch, router/sinks, the stores). Ingest turns
+# SpoolError into a 503 (handlers/common.py); the rest never reach HTTP.
+
+
+class DeliveryError(RouterError):
+    """Base class of the delivery engine's errors."""
+
+
+class SpoolError(DeliveryError):
+    """A spool could not be written: strict-mode requests are refused, not acknowledged."""
+
+
+class DiskFull(SpoolError):
+    """A write hit ENOSPC (spool, dead-letter store, log file): refuse work until space returns."""
+
+
+class DeadLetterError(DeliveryError):
+    """The dead-letter store could not be written: what it was to keep stays where it was."""
+
+
+class PublishError(DeliveryError):
+    """Some records of a batch were not acknowledged by JetStream."""
+
+
+class TransportError(DeliveryError):
+    """A request never got an answer (timeout, refused, reset): always worth retrying.
+
+    `reason` is the short name counted in `sink.retried{reason}` and dead-letter reasons.
+    """
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason

@@ -1,7 +1,10 @@
-"""Inbound wire formats: the bodies and queries browsers send, as msgspec Structs.
+r"""Inbound wire formats: the bodies and queries browsers send, as msgspec Structs.
 
 Patterns and bounds follow FxA's content-server validation; the decoder's error
-message carries the `$.path` of the failing field.
+message carries the `$.path` of the failing field. FxA's patterns are JavaScript
+regexes: `\w` is ASCII only and `$` is the end of the text, so ours are `(?a)...\Z`
+(Python's `$` also matches before a final newline; `router/openapi.py` writes them
+back in JavaScript's dialect for the OpenAPI document).
 
 `POST /metrics` bodies are the hot path: their string patterns are `Checked` after
 decoding instead of by the decoder, so a value seen before (the same flow id, utm
@@ -52,43 +55,45 @@ class Checked:
 
 Str = Annotated[str, Meta(max_length=1024)]
 Offset = Annotated[int, Meta(ge=0)]
-Hex32OrNone = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32}|none)$")]
-FlowId = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
-Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.:-]+$")]
-Utm = Annotated[str, Meta(max_length=128, pattern=r"^[\w/.%-]+$")]
+Hex32OrNone = Annotated[str, Meta(pattern=r"(?a)^(?:[0-9a-f]{32}|none)\Z")]
+FlowId = Annotated[str, Meta(pattern=r"(?a)^[0-9a-fA-F]{64}\Z")]
+Entrypoint = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.:-]+\Z")]
+Utm = Annotated[str, Meta(max_length=128, pattern=r"(?a)^[\w/.%-]+\Z")]
 # FxA's validation.js: UTM_CAMPAIGN = UTM.allow('page+referral+-+not+part+of+a+campaign').
-_UTM_CAMPAIGN = r"^(?:[\w/.%-]+|page\+referral\+-\+not\+part\+of\+a\+campaign)$"
+_UTM_CAMPAIGN = r"(?a)^(?:[\w/.%-]+|page\+referral\+-\+not\+part\+of\+a\+campaign)\Z"
 UtmCampaign = Annotated[str, Meta(max_length=128, pattern=_UTM_CAMPAIGN)]
-Context = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
-Service = Annotated[str, Meta(pattern=r"^(?:sync|content-server|none|[0-9a-f]{16})$")]
-Broker = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z-]+$")]
-Lang = Annotated[str, Meta(max_length=1024, pattern=r"^[a-z]+(?:-[A-Za-z]+)?$")]
-UniqueUserId = Annotated[str, Meta(pattern=r"^(?:[0-9a-fA-F-]{36}|none)$")]
-InitialView = Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z._-]+$")]
+Context = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z_-]+\Z")]
+Service = Annotated[str, Meta(pattern=r"(?a)^(?:sync|content-server|none|[0-9a-f]{16})\Z")]
+Broker = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z-]+\Z")]
+Lang = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[a-z]+(?:-[A-Za-z]+)?\Z")]
+UniqueUserId = Annotated[str, Meta(pattern=r"(?a)^(?:[0-9a-fA-F-]{36}|none)\Z")]
+InitialView = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z._-]+\Z")]
 Dimension = Annotated[float, Meta(ge=0)] | Literal["none"]
-SyncEngine = Annotated[str, Meta(max_length=64, pattern=r"^[a-z]+$")]
-ExperimentGroup = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.-]+$")]
-Choice = Annotated[str, Meta(max_length=1024, pattern=r"^[\w.-]+$")]
-ProductId = Annotated[str, Meta(pattern=r"^prod_[0-9A-Za-z]+$")]
+SyncEngine = Annotated[str, Meta(max_length=64, pattern=r"(?a)^[a-z]+\Z")]
+ExperimentGroup = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.-]+\Z")]
+Choice = Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[\w.-]+\Z")]
+ProductId = Annotated[str, Meta(pattern=r"(?a)^prod_[0-9A-Za-z]+\Z")]
 FormType = Literal["email", "other", "button", "subscribe"]
-Uid = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+Uid = Annotated[str, Meta(pattern=r"(?a)^[0-9a-f]{32}\Z")]
 
 
 # The same patterns, checked after decoding (see `Checked`).
-CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"^(?:[0-9a-f]{32}|none)$")]
-CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"^[0-9a-fA-F]{64}$")]
-CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"^[\w.:-]+$")]
-CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"^[\w/.%-]+$")]
+CheckedHex32OrNone = Annotated[str, Meta(max_length=32), Checked(r"(?a)^(?:[0-9a-f]{32}|none)\Z")]
+CheckedFlowId = Annotated[str, Meta(max_length=64), Checked(r"(?a)^[0-9a-fA-F]{64}\Z")]
+CheckedEntrypoint = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[\w.:-]+\Z")]
+CheckedUtm = Annotated[str, Meta(max_length=128), Checked(r"(?a)^[\w/.%-]+\Z")]
 CheckedUtmCampaign = Annotated[str, Meta(max_length=128), Checked(_UTM_CAMPAIGN)]
-CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z_-]+$")]
+CheckedContext = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z_-]+\Z")]
 CheckedService = Annotated[
-    str, Meta(max_length=64), Checked(r"^(?:sync|content-server|none|[0-9a-f]{16})$")
+    str, Meta(max_length=64), Checked(r"(?a)^(?:sync|content-server|none|[0-9a-f]{16})\Z")
 ]
-CheckedBroker = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z-]+$")]
-CheckedLang = Annotated[str, Meta(max_length=1024), Checked(r"^[a-z]+(?:-[A-Za-z]+)?$")]
-CheckedUniqueUserId = Annotated[str, Meta(max_length=36), Checked(r"^(?:[0-9a-fA-F-]{36}|none)$")]
-CheckedInitialView = Annotated[str, Meta(max_length=1024), Checked(r"^[0-9a-z._-]+$")]
-EVENT_TYPE = Checked(r"^[\w\s.:-]+$")
+CheckedBroker = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z-]+\Z")]
+CheckedLang = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[a-z]+(?:-[A-Za-z]+)?\Z")]
+CheckedUniqueUserId = Annotated[
+    str, Meta(max_length=36), Checked(r"(?a)^(?:[0-9a-fA-F-]{36}|none)\Z")
+]
+CheckedInitialView = Annotated[str, Meta(max_length=1024), Checked(r"(?a)^[0-9a-z._-]+\Z")]
+EVENT_TYPE = Checked(r"(?a)^[\w\s.:-]+\Z")
 
 
 class Event(Struct, frozen=True, array_like=False, gc=False):
@@ -102,7 +107,7 @@ class Experiment(Struct, frozen=True):
 
 
 class Marketing(Struct, frozen=True):
-    campaignId: Annotated[str, Meta(max_length=1024, pattern=r"^[0-9a-z_-]+$")]
+    campaignId: Annotated[str, Meta(max_length=1024, pattern=r"(?a)^[0-9a-z_-]+\Z")]
     clicked: bool
     url: Str
 
@@ -125,7 +130,7 @@ class UserPreferences(Struct, frozen=True, forbid_unknown_fields=True):
     )
 
 
-Newsletter = Annotated[str, Meta(max_length=64, pattern=r"^[\w.-]+$")]
+Newsletter = Annotated[str, Meta(max_length=64, pattern=r"(?a)^[\w.-]+\Z")]
 
 # Navigation timing values are numbers; typing them stops deep-nesting payloads.
 NavigationTiming = dict[Annotated[str, Meta(max_length=64)], float | None]
@@ -231,10 +236,10 @@ def check_patterns(body: MetricsBody) -> None:
 
 # -- sidecar: server-side events from back-end services ------------------------------------
 
-Hex32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-TokenId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")]
-ServerEventName = Annotated[str, Meta(max_length=256, pattern=r"^[\w.:-]+$")]
-FlowType = Annotated[str, Meta(max_length=64, pattern=r"^\w+$")]
+Hex32 = Annotated[str, Meta(pattern=r"(?a)^[0-9a-f]{32}\Z")]
+TokenId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"(?a)^[0-9A-Za-z_-]+\Z")]
+ServerEventName = Annotated[str, Meta(max_length=256, pattern=r"(?a)^[\w.:-]+\Z")]
+FlowType = Annotated[str, Meta(max_length=64, pattern=r"(?a)^\w+\Z")]
 AttributeName = Annotated[str, Meta(max_length=64)]
 AttributeValue = Annotated[str, Meta(max_length=1024)] | int | float | bool | None
 

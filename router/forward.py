@@ -2,11 +2,12 @@
 
 `metrics-router forward --destination NAME` runs one. Several forwarders of one
 destination share one durable pull consumer (`forward-<NAME>`), so JetStream spreads
-the messages between them; a message is acknowledged only after the sink's `send`
-returned (delivered, or dead-lettered by the sink itself), and is redelivered if a
-forwarder dies holding it. A failed `send` naks the batch with a delay; a message that
-cannot be decoded, or that failed `max_deliver` times, is written to the dead-letter
-store and terminated.
+the messages between them. A forwarder is a `SinkRunner` whose buffer is the consumer
+(`BusBuffer`: take = fetch, ack = ack, keep = nak), so it shares the router's loop and
+failure path (`Delivery`): a message is acknowledged only once its record is delivered
+or dead-lettered, and is redelivered if a forwarder dies holding it; a failed send naks
+the batch with a delay; a message that cannot be decoded, or that failed `max_deliver`
+times, is written to the dead-letter store and terminated.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,14 +30,20 @@ from nats.js.errors import BadRequestError
 
 from . import bus
 from .config import JetStreamSinkSettings, Settings, deadletter_path
-from .deadletter import DeadLetters, add_dead_letters
-from .errors import ConfigError
+from .deadletter import DeadLetters
+from .dispatch.buffer import SourceBuffer, Ticket
+from .dispatch.runner import Delivery, SinkRunner
+from .errors import ConfigError, DeadLetterError
 from .records import Record
 from .sinks import FACTORIES, Sink, SinkFactory
+from .sinks.base import Dropped
 from .sinks.retry import Backoff
 from .stats import Stats, exporting
 
 log = logging.getLogger(__name__)
+
+# How long a stopping forwarder may take to finish the batch in hand.
+FINISH_SECONDS = 3600.0
 
 
 def build_destination(
@@ -88,7 +94,9 @@ class Forwarder:
         self.destination = destination
         self.sink = sink
         self.stats = stats or Stats()
+        sink.stats = self.stats
         self.deadletters = deadletters
+        self.delivery = Delivery(sink, self.stats, deadletters)
         self._key = conf.id_key.encode()
         self.durable = f"forward-{destination}"
         # subject -> destination kind, for the kinds this sink takes.
@@ -123,7 +131,9 @@ class Forwarder:
             sub = await self._bind(js, stop)
             if sub is None:
                 return
-            async with self.sink:
+            runner = SinkRunner(self.sink, self.stats, BusBuffer(self, sub), self.deadletters)
+            await self.sink.start()
+            try:
                 log.info(
                     "forwarder %s ready: consumer %s on stream %s (%s)",
                     self.destination,
@@ -133,11 +143,11 @@ class Forwarder:
                 )
                 if ready is not None:
                     ready.set()
-                loops = [
-                    asyncio.create_task(self._loop(sub, stop))
-                    for _ in range(max(1, self.sink.concurrency))
-                ]
-                await asyncio.gather(*loops)
+                runner.start()
+                await stop.wait()
+            finally:
+                # The batch in hand is finished (acked or naked) before the sink closes.
+                await runner.close(FINISH_SECONDS)
         finally:
             self.nc = self.js = None
             await bus.close(nc)
@@ -173,24 +183,8 @@ class Forwarder:
                     await asyncio.wait_for(stop.wait(), delay)
         return None
 
-    async def _loop(self, sub: object, stop: asyncio.Event) -> None:
-        fetch = sub.fetch  # type: ignore[attr-defined]
-        while not stop.is_set():
-            try:
-                msgs: list[Msg] = await fetch(self.conf.fetch_batch, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                # An empty pull: the normal state of an idle forwarder, not a failure.
-                self.stats.incr("forward.empty_pulls", 1, self._tags)
-                continue
-            except (NatsError, OSError) as exc:
-                log.warning("forward %s: fetch failed: %r", self.destination, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                continue
-            await self.handle(msgs)
-
-    async def handle(self, msgs: Sequence[Msg]) -> None:
-        """Deliver one fetched batch, then ack, nak or dead-letter each message."""
+    async def decode(self, msgs: Sequence[Msg]) -> tuple[list[Record], list[Msg]]:
+        """The records of a fetched batch and their messages; the others are dead-lettered."""
         records: list[Record] = []
         held: list[Msg] = []
         for msg in msgs:
@@ -203,26 +197,15 @@ class Forwarder:
                 await self.dead_letter([msg], f"undecodable: {exc}")
                 continue
             held.append(msg)
-        if not held:
-            return
-        keepalive = asyncio.create_task(self._keep_alive(held))
-        try:
-            await self.sink.send(records)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning(
-                "forward %s: delivery of %d records failed: %r", self.destination, len(held), exc
-            )
-            await self._retry_later(held, repr(exc))
-            return
-        finally:
-            keepalive.cancel()
-        for msg in held:
-            await msg.ack()
-        self.stats.incr("forward.delivered", len(held), self._tags)
+        return records, held
 
-    async def _retry_later(self, msgs: Sequence[Msg], reason: str) -> None:
+    async def acked(self, msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            await msg.ack()
+        self.stats.incr("forward.delivered", len(msgs), self._tags)
+
+    async def retry_later(self, msgs: Sequence[Msg], reason: str) -> None:
+        """Nak for a later delivery, or dead-letter what was on its last one."""
         last = self.conf.max_deliver
         final = [m for m in msgs if last and m.metadata.num_delivered >= last]
         again = [m for m in msgs if not (last and m.metadata.num_delivered >= last)]
@@ -233,7 +216,7 @@ class Forwarder:
         if final:
             await self.dead_letter(final, f"delivery failed {last} times: {reason}")
 
-    async def _keep_alive(self, msgs: Sequence[Msg]) -> None:
+    async def keep_alive(self, msgs: Sequence[Msg]) -> None:
         # A slow delivery (destination backing off) must not let ack_wait expire and
         # hand the same messages to another forwarder meanwhile.
         while True:
@@ -249,29 +232,13 @@ class Forwarder:
         back later rather than being lost.
         """
         try:
-            await add_dead_letters(
-                self.deadletters, self.destination, [(reason, self._letter(m)) for m in msgs]
-            )
-        except (OSError, sqlite3.Error) as exc:
-            log.error(
-                "forward %s: dead-letter store %s not written (%s): %d messages kept",
-                self.destination,
-                self.deadletters.path,
-                exc,
-                len(msgs),
-            )
+            await self.delivery.dead_letter([Dropped(reason, self._letter(m)) for m in msgs])
+        except DeadLetterError:
             self.stats.incr("forward.dead_letter_failed", len(msgs), self._tags)
             for msg in msgs:
                 await msg.nak(delay=self.conf.retry_delay_seconds)
             return
         self.stats.incr("forward.dead_lettered", len(msgs), {**self._tags, "reason": reason[:60]})
-        log.error(
-            "forward %s: %d messages dead-lettered to %s: %s",
-            self.destination,
-            len(msgs),
-            self.deadletters.path,
-            reason,
-        )
         for msg in msgs:
             await msg.term()
 
@@ -287,6 +254,59 @@ class Forwarder:
         # Kept as published (the pipeline's form, like every dead letter), so that
         # `dlq replay` sends it through the destination sink exactly as the first time.
         return record
+
+
+class BusTicket(Ticket):
+    """A fetched batch: its records, and the messages to ack or nak."""
+
+    __slots__ = ("msgs", "keepalive")
+
+    def __init__(self, records: list[Record], msgs: list[Msg], keepalive: asyncio.Task[None]):
+        super().__init__(records, [])
+        self.msgs = msgs
+        self.keepalive = keepalive
+
+
+class BusBuffer(SourceBuffer):
+    """The JetStream consumer as the runner's buffer: take = fetch, ack = ack, keep = nak.
+
+    What it keeps is redelivered after `retry_delay_seconds`, or dead-lettered on its
+    last delivery (`max_deliver`).
+    """
+
+    def __init__(self, forwarder: Forwarder, sub: object) -> None:
+        super().__init__()
+        self.forwarder = forwarder
+        self.fetch = sub.fetch  # type: ignore[attr-defined]
+
+    async def take(self) -> Ticket | None:
+        fwd = self.forwarder
+        while not self.closing:
+            try:
+                msgs: list[Msg] = await self.fetch(fwd.conf.fetch_batch, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                # An empty pull: the normal state of an idle forwarder, not a failure.
+                fwd.stats.incr("forward.empty_pulls", 1, {"destination": fwd.destination})
+                continue
+            except (NatsError, OSError) as exc:
+                log.warning("forward %s: fetch failed: %r", fwd.destination, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), 1.0)
+                continue
+            records, held = await fwd.decode(msgs)
+            if held:
+                return BusTicket(records, held, asyncio.create_task(fwd.keep_alive(held)))
+        return None
+
+    def ack(self, ticket: Ticket) -> None:
+        assert isinstance(ticket, BusTicket)
+        ticket.keepalive.cancel()
+        self._later(self.forwarder.acked(ticket.msgs))
+
+    def keep(self, ticket: Ticket, error: Exception | None = None) -> None:
+        assert isinstance(ticket, BusTicket)
+        ticket.keepalive.cancel()
+        self._later(self.forwarder.retry_later(ticket.msgs, repr(error)))
 
 
 def forward(

@@ -7,6 +7,7 @@ import asyncio
 from .dispatch import Dispatcher
 from .events import MetricsBody
 from .mapping import Pipeline, RequestInfo
+from .tap import Tap
 
 
 class Deferred:
@@ -17,9 +18,10 @@ class Deferred:
     the response is written, so it always runs before any shutdown step awaits.
     """
 
-    def __init__(self, pipeline: Pipeline, dispatcher: Dispatcher) -> None:
+    def __init__(self, pipeline: Pipeline, dispatcher: Dispatcher, tap: Tap | None = None) -> None:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
+        self.tap = tap
         self._pending: list[tuple[MetricsBody, RequestInfo]] = []
 
     def add(self, body: MetricsBody, req: RequestInfo) -> None:
@@ -30,5 +32,10 @@ class Deferred:
     def _drain(self) -> None:
         pending, self._pending = self._pending, []
         process, submit = self.pipeline.process_batch, self.dispatcher.submit
+        tap = self.tap
+        if tap is not None and tap.subscribers:
+            for body, req in pending:
+                submit(tap.metrics_batch(self.pipeline, body, req))
+            return
         for body, req in pending:
             submit(process(body, req))

@@ -1,6 +1,7 @@
 """A sink's on-disk backlog: chunks of records in arrival order, in SQLite (WAL).
 
-One row holds one chunk (the records one request produced for one sink), so the
+One row holds one chunk (the records one request produced for one sink, encoded by
+`records.encode_batch`), so the
 cost of spooling grows with requests, not with events. Writes are group-committed:
 many chunks, one transaction, one fsync at most.
 
@@ -12,6 +13,7 @@ order. After a restart every row is the only copy.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -19,45 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
-from .records import AmplitudeEvent, FlowEvent, Record, VwoConversion
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Chunk(msgspec.Struct, array_like=True, omit_defaults=True):
-    amplitude: list[AmplitudeEvent] = msgspec.field(default_factory=list)
-    flow: list[FlowEvent] = msgspec.field(default_factory=list)
-    vwo: list[VwoConversion] = msgspec.field(default_factory=list)
-
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Chunk)
-
-
-def encode_records(records: Sequence[Record]) -> bytes:
-    chunk = Chunk()
-    for record in records:
-        if isinstance(record, AmplitudeEvent):
-            chunk.amplitude.append(record)
-        elif isinstance(record, FlowEvent):
-            chunk.flow.append(record)
-        elif isinstance(record, VwoConversion):
-            chunk.vwo.append(record)
-        else:
-            raise TypeError(f"{type(record).__name__} records are not spooled")
-    return _encoder.encode(chunk)
-
-
-def decode_records(blob: bytes) -> list[Record]:
-    chunk = _decoder.decode(blob)
-    return [*chunk.amplitude, *chunk.flow, *chunk.vwo]
-
-
-class SpoolFull(Exception):
-    """The spool has reached max_bytes: refuse new work rather than drop it."""
+def is_disk_full(exc: BaseException) -> bool:
+    """Did a write fail for want of space (ENOSPC, or SQLite's SQLITE_FULL)?"""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return False
 
 
 class Spool:
@@ -119,11 +94,6 @@ class Spool:
     @property
     def full(self) -> bool:
         return self.size_bytes >= self.max_bytes
-
-    async def append(self, blobs: Sequence[bytes], *, spilled: bool = False) -> list[int]:
-        """Write chunks in one transaction; their row ids, in order."""
-        ids, _ = await self.commit([(blob, spilled) for blob in blobs], ())
-        return ids
 
     def _commit(
         self, chunks: Sequence[tuple[bytes, bool]], wanted: list[int]
@@ -193,6 +163,3 @@ class Spool:
     ) -> list[tuple[int, bytes]]:
         """The oldest chunks with id > after (only the disk-only ones if `spilled_only`)."""
         return await self._run(self._read, limit, after, spilled_only)
-
-    async def delete(self, ids: Iterable[int]) -> None:
-        await self.commit((), ids)

@@ -19,6 +19,7 @@ from .flow import FlowSigner
 from .ingest import Deferred
 from .mapping import Pipeline
 from .stats import Stats
+from .tap import Tap
 
 # What `/__stats__` shows: with several workers, every worker's counters summed.
 StatsView = Callable[[], Awaitable[Stats]]
@@ -33,3 +34,5 @@ DEFERRED = web.AppKey("deferred", Deferred)
 STASH = web.AppKey("stash", StashService)
 DEADLETTERS = web.AppKey("deadletters", DeadLetters)
 ALLOWED_ORIGINS: web.AppKey[frozenset[str]] = web.AppKey("allowed_origins")
+# `metrics-router tap`'s subscribers; empty (and free) when nobody taps.
+TAP = web.AppKey("tap", Tap)

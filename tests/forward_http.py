@@ -14,7 +14,7 @@ from router.config import Settings, SinkSettings
 from router.deadletter import DeadLetters
 from router.sinks import FACTORIES, Sink
 
-from .bus_support import HttpPostSink
+from .destinations import HttpPostSink
 
 
 def _factory(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:

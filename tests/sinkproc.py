@@ -14,11 +14,11 @@ from router.config import Settings, SinkSettings
 from router.deadletter import DeadLetters
 from router.sinks import FACTORIES, Sink
 
-from .spool_sinks import HttpPostSink
+from .destinations import FlowPostSink
 
 
 def _http(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
-    return HttpPostSink(name, os.environ["SPOOL_TEST_SINK_URL"])
+    return FlowPostSink(name, os.environ["SPOOL_TEST_SINK_URL"])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes.amplitude import FakeAmplitude
 from router.ids import hash_id, insert_id
 from router.sinks.amplitude import (
     BadRequest,
@@ -31,10 +32,10 @@ from .delivery_helpers import (
     UID,
     AiohttpServer,
     amplitude_sink,
+    deliver,
     event,
     read_dead_letters,
 )
-from .fakes.amplitude import FakeAmplitude
 
 KEY = HMAC_KEY.encode()
 
@@ -109,12 +110,6 @@ def test_classify() -> None:
     )
 
 
-def test_backoff_is_capped_full_jitter() -> None:
-    top = Backoff(1.0, 8.0, rng=lambda: 0.999999)
-    assert [round(top.delay(a)) for a in (1, 2, 3, 4, 5, 100)] == [1, 2, 4, 8, 8, 8]
-    assert Backoff(1.0, 8.0, rng=lambda: 0.0).delay(3) == 0.0
-
-
 # -- against the fake ------------------------------------------------------------------------
 
 
@@ -126,7 +121,7 @@ async def test_delivers_hashed_ids_and_insert_ids(
     stats = Stats()
     async with amplitude_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send([event(), event(device_id=None), event(user_id=None)])
+        await deliver(sink, tmp_path, [event(), event(device_id=None), event(user_id=None)])
     assert len(fake.ingested) == 3
     first, no_device, no_user = fake.received
     assert first["user_id"] == hash_id(KEY, UID)
@@ -146,7 +141,7 @@ async def test_retries_never_count_twice(aiohttp_server: AiohttpServer, tmp_path
     records = [event(time=1_700_000_000_000 + i) for i in range(20)]
     async with amplitude_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert len(fake.received) == 40  # everything arrived twice...
     assert len(fake.ingested) == 20  # ...and counts once, thanks to insert_id
     assert stats.get("sink.sent", sink="amplitude") == 20
@@ -165,7 +160,7 @@ async def test_400_drops_only_the_listed_events(
     records[4] = event(event_type="bad - one", time=2)
     async with amplitude_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert fake.statuses == [400, 200]
     assert sorted(e["time"] for e in fake.ingested.values()) == [
         1_700_000_000_000 + i for i in (0, 2, 3, 5)
@@ -194,7 +189,7 @@ async def test_413_splits_until_it_fits(aiohttp_server: AiohttpServer, tmp_path:
     server = await aiohttp_server(fake.app)
     records = [event(time=1_700_000_000_000 + i) for i in range(40)]
     async with amplitude_sink(server, tmp_path) as sink:
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert len(fake.ingested) == 40
     assert 413 in fake.statuses
     assert all(len(r) <= 10 for r in fake.requests)
@@ -207,7 +202,7 @@ async def test_413_on_one_event_is_dead_lettered(
     server = await aiohttp_server(fake.app)
     big = event(event_properties={"blob": "x" * 1000})
     async with amplitude_sink(server, tmp_path) as sink:
-        await sink.send([event(), big])
+        await deliver(sink, tmp_path, [event(), big])
     assert len(fake.ingested) == 1
     (dead,) = read_dead_letters(str(tmp_path / "dead.jsonl"))
     assert dead.reason == "too_large"
@@ -220,7 +215,7 @@ async def test_byte_limit_splits_before_sending(
     server = await aiohttp_server(fake.app)
     records = [event(time=1_700_000_000_000 + i) for i in range(40)]
     async with amplitude_sink(server, tmp_path, max_batch_bytes=3000) as sink:
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert 413 not in fake.statuses
     assert len(fake.ingested) == 40 and len(fake.requests) > 1
 
@@ -236,7 +231,7 @@ async def test_429_pauses_only_the_throttled_ids(
         for i, d in enumerate([hot, cold, quota, cold, hot])
     ]
     async with amplitude_sink(server, tmp_path) as sink:
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert fake.statuses == [429, 200, 200]
     throttled, first, second = fake.requests
     assert len(throttled) == 5
@@ -262,7 +257,7 @@ async def test_invalid_api_key_is_loud_and_nothing_is_lost(
     ) as sink:
         sink.stats = stats
         with caplog.at_level(logging.ERROR):
-            await sink.send([event(), event(time=5)])
+            await deliver(sink, tmp_path, [event(), event(time=5)])
         assert not await sink.healthy()
     assert any("refuses the API key" in r.message for r in caplog.records)
     assert fake.ingested == {}
@@ -281,7 +276,7 @@ async def test_5xx_until_max_retry_then_dead_letter(
         server, tmp_path, max_retry_seconds=0.03, backoff=Backoff(0.01, 0.01, rng=lambda: 1.0)
     ) as sink:
         sink.stats = stats
-        await sink.send([event()])
+        await deliver(sink, tmp_path, [event()])
     assert 2 <= len(fake.statuses) < 10
     (dead,) = read_dead_letters(str(tmp_path / "dead.jsonl"))
     assert dead.reason == "gave_up:http_500"
@@ -299,7 +294,9 @@ async def test_refused_events_are_counted_and_dead_lettered(
     stats = Stats()
     async with amplitude_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send([event(user_id=None, device_id=None), event(time=-1), event()])
+        await deliver(
+            sink, tmp_path, [event(user_id=None, device_id=None), event(time=-1), event()]
+        )
     assert len(fake.ingested) == 1
     dead = read_dead_letters(str(tmp_path / "dead.jsonl"))
     assert sorted(d.reason for d in dead) == ["bad_time", "missing_id"]
@@ -317,7 +314,7 @@ async def test_identify_first_and_deduplicated_per_user(
         event(time=1_700_000_000_100, user_properties=other)
     ]
     async with amplitude_sink(server, tmp_path) as sink:
-        await sink.send(records)
+        await deliver(sink, tmp_path, records)
     assert fake.order == ["identify", "events"]
     assert fake.identifications == [
         {

@@ -3,44 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import ClassVar
 
 from router.app import make_app
 from router.config import Settings
-from router.records import Record
+from router.dispatch import MemoryBuffer
 from router.ruletable import RuleTable
-from router.sinks.base import Kind, Sink
 from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
 from .helpers import body
-
-
-class GatedSink(Sink):
-    """Takes nothing until its gate opens."""
-
-    kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo"})
-
-    def __init__(self) -> None:
-        super().__init__("gated")
-        self.gate = asyncio.Event()
-        self.records: list[Record] = []
-
-    async def send(self, records: Sequence[Record]) -> None:
-        await self.gate.wait()
-        self.records.extend(records)
+from .spool_sinks import VolatileGatedSink
 
 
 async def test_busy_sink_gives_503_and_nothing_is_dropped(
     aiohttp_client: AiohttpClient, settings: Settings, rules: RuleTable
 ) -> None:
     stats = Stats()
-    sink = GatedSink()
+    sink = VolatileGatedSink(up=False)
     client = await aiohttp_client(make_app(settings, rules=rules, sinks=[sink], stats=stats))
     (runner,) = client.app[DISPATCHER].runners
-    runner.queue_size = 40  # busy from 36 queued records on
+    assert isinstance(runner.buffer, MemoryBuffer)
+    runner.buffer.queue_size = 40  # busy from 36 queued records on
     data = body([("flow.signin.submit", 1), ("screen.signin", 2)])  # 4 records a batch
     statuses = []
     for _ in range(30):
@@ -56,7 +40,7 @@ async def test_busy_sink_gives_503_and_nothing_is_dropped(
         stats.get("request.rejected", endpoint="/metrics", reason="sink_busy", status="503")
         == 30 - accepted
     )
-    sink.gate.set()
+    sink.up.set()
     await client.app[DISPATCHER].flush()
     assert len(sink.records) == 4 * accepted  # every accepted record delivered
     assert stats.total("sink.dropped") == 0

@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router.deadletter import DeadLetters, replay
-from router.records import AmplitudeEvent, FlowEvent, Record
+from fakes.vwo import FakeVwo
+from router.deadletter import DeadLetters
+from router.dispatch.replay import replay
+from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 
-from .spool_sinks import FakeDestination, HttpPostSink
+from .destinations import DedupDestination, FlowPostSink
+from .spool_sinks import GatedSink
+from .test_dispatch import Picky
 from .test_durability import AiohttpServer
+
+VWO_SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 
 
 def flow_events(count: int) -> list[Record]:
@@ -56,9 +62,9 @@ async def test_add_list_get_purge(tmp_path: Path) -> None:
 async def test_replay_delivers_and_the_destination_dedups(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    dest = FakeDestination()
+    dest = DedupDestination()
     server: TestServer = await aiohttp_server(dest.app)
-    sink = HttpPostSink("http", str(server.make_url("/events")))
+    sink = FlowPostSink("http", str(server.make_url("/events")))
     records = flow_events(5)
     async with DeadLetters(tmp_path / "dlq.db") as store, sink:
         await store.add("http", "timeout", records)
@@ -122,3 +128,61 @@ async def test_dlq_commands(tmp_path: Path) -> None:
     assert code == 0 and "purged 1 dead letters" in out
     code, out, err = await cli("dlq", "list", "--config", str(config))
     assert out == "" and "0 shown of 0" in err
+
+
+@pytest.mark.slow
+async def test_dlq_replay_ends_when_the_destination_keeps_refusing(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    # The fake knows another account: every request is a 400, which VWO never retries.
+    fake = FakeVwo(account_id=999)
+    server = await aiohttp_server(fake.app)
+    config = tmp_path / "router.toml"
+    config.write_text(
+        f'[deadletter]\npath = "{tmp_path / "dlq.db"}"\n'
+        f'[sinks.vwo]\naccount_id = 123456\nsdk_key = "example-sdk-key"\n'
+        f'settings_path = "{VWO_SETTINGS}"\nurl = "{server.make_url("/")}"\n'
+    )
+    refused = [
+        VwoConversion(name="signin_complete", user_id=f"user-{i}", time=1_700_000_000_000 + i)
+        for i in range(3)
+    ]
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        await store.add("vwo", "bad_request", refused)
+        before = [(d.id, d.reason) for d in await store.list()]
+
+    code, out, err = await cli("dlq", "replay", "--config", str(config))
+    assert code == 1, (out, err)
+    assert "replayed 0 records" in out and "vwo: 3 records refused again" in err
+    # Replay worked on the rows it started with: one request, not one per new row.
+    assert fake.statuses == [400]
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        assert [(d.id, d.reason) for d in await store.list()] == before
+
+
+async def test_replay_keeps_what_is_refused_again_and_stops_on_a_failing_sink(
+    tmp_path: Path,
+) -> None:
+    picky = Picky()  # refuses the records with an odd time
+    failing = GatedSink("failing")
+    failing.fail_next = 1
+    async with DeadLetters(tmp_path / "dlq.db") as store:
+        await store.add(
+            "picky",
+            "timeout",
+            [FlowEvent(event="e", flow_id="f", flow_time=0, time=t) for t in range(4)],
+        )
+        await store.add("failing", "timeout", flow_events(2))
+        result = await replay(store, {"picky": picky, "failing": failing})
+        assert result.sent == 2 and result.refused == {"picky": 2}
+        assert result.failed == {"failing": "RuntimeError: destination refused the batch"}
+        assert not result.ok
+        left = await store.list()
+        # The refused rows are the same rows, not new ones; the failed destination kept all.
+        assert [(d.id, d.destination) for d in left] == [
+            (2, "picky"),
+            (4, "picky"),
+            (5, "failing"),
+            (6, "failing"),
+        ]
+        assert failing.attempts == 1 and failing.records == []

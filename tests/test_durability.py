@@ -1,7 +1,7 @@
 """No accepted event is lost: real router processes, a loopback destination that fails.
 
 The router runs as a child process (`tests/sinkproc.py`) whose durable sink posts flow
-events to a FakeDestination in this process; kill -9, SIGTERM and outages are real.
+events to a DedupDestination in this process; kill -9, SIGTERM and outages are real.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web import Application
 
 from .conftest import FLOW_KEY
+from .destinations import DedupDestination
 from .helpers import body
 from .process import RouterProcess
-from .spool_sinks import FakeDestination
 
 AiohttpServer = Callable[[Application], Awaitable[TestServer]]
 
@@ -111,7 +111,7 @@ class Load:
         await self._session.close()
 
 
-def delivered(dest: FakeDestination, flow_ids: set[str]) -> set[str]:
+def delivered(dest: DedupDestination, flow_ids: set[str]) -> set[str]:
     """The flow ids among `flow_ids` whose every event reached the destination."""
     counts: dict[str, int] = {}
     for record in dest.received.values():
@@ -135,7 +135,7 @@ def rss_kib(pid: int) -> int:
 async def test_outage_under_load_then_recovery(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    dest = FakeDestination()
+    dest = DedupDestination()
     dest.up = False
     server = await aiohttp_server(dest.app)
     config = write_config(tmp_path, memory_records=500)
@@ -164,9 +164,9 @@ async def test_outage_under_load_then_recovery(
 
 async def kill_mid_load(
     tmp_path: Path, aiohttp_server: AiohttpServer, strict: bool
-) -> tuple[Load, FakeDestination]:
+) -> tuple[Load, DedupDestination]:
     """Post while the destination is down, kill -9 the router, restart it with it up."""
-    dest = FakeDestination()
+    dest = DedupDestination()
     dest.up = False
     server = await aiohttp_server(dest.app)
     config = write_config(tmp_path, strict=strict, memory_records=2000)
@@ -205,7 +205,7 @@ async def test_kill_9_in_default_mode_loses_at_most_the_last_interval(
     Requests acknowledged more than 1 s before the kill must all be there (a wide
     margin for a loaded CI machine; the bound itself is the commit interval).
     """
-    dest = FakeDestination()
+    dest = DedupDestination()
     dest.up = False
     server = await aiohttp_server(dest.app)
     config = write_config(tmp_path, memory_records=2000, commit_interval_ms=100)
@@ -236,7 +236,7 @@ async def test_kill_9_in_default_mode_loses_at_most_the_last_interval(
 async def test_sigterm_mid_load_exits_cleanly_and_loses_nothing(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    dest = FakeDestination()
+    dest = DedupDestination()
     dest.delay = 0.2
     server = await aiohttp_server(dest.app)
     config = write_config(tmp_path, memory_records=1000, shutdown_timeout=0.5)

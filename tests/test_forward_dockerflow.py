@@ -20,7 +20,8 @@ from router.records import Record
 from router.sinks import Sink
 from router.sinks.jetstream import JetStreamSink
 
-from .bus_support import Destination, HttpPostSink, NatsServer, bus_conf
+from .bus_support import NatsServer, bus_conf
+from .destinations import DedupDestination, HttpPostSink
 from .test_jetstream import amplitude, destination, finish, start_forwarder, write_config
 
 __all__ = ["destination"]  # the fixture, imported for the tests below
@@ -52,7 +53,7 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 
 async def test_cli_forwarder_serves_heartbeat_and_its_own_counters(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
@@ -107,7 +108,7 @@ async def test_heartbeat_names_the_unhealthy_part(nats_server: NatsServer, tmp_p
 
 async def test_an_idle_forwarder_does_not_warn(
     nats_server: NatsServer,
-    destination: tuple[Destination, str],
+    destination: tuple[DedupDestination, str],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

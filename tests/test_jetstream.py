@@ -17,23 +17,25 @@ import pytest
 from aiohttp.test_utils import TestServer
 from nats.errors import TimeoutError as NatsTimeout
 
+from fakes.amplitude import FakeAmplitude
 from router import bus
 from router.app import make_app
 from router.config import Settings
 from router.deadletter import DeadLetters
+from router.errors import PublishError
 from router.forward import Forwarder, build_destination
 from router.ids import insert_id, vwo_id
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable
-from router.sinks.jetstream import JetStreamSink, PublishError
+from router.sinks.jetstream import JetStreamSink
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats
 
-from .bus_support import ID_KEY, Destination, HttpPostSink, NatsServer, bus_conf
+from .bus_support import NatsServer, bus_conf
 from .conftest import AiohttpClient
 from .delivery_helpers import HMAC_KEY, AiohttpServer, amplitude_sink, event, read_dead_letters
-from .fakes.amplitude import FakeAmplitude
+from .destinations import ID_KEY, DedupDestination, HttpPostSink
 from .helpers import body
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +48,9 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
 
 
 @pytest.fixture
-async def destination(aiohttp_server: object) -> AsyncIterator[tuple[Destination, str]]:
-    dest = Destination()
-    server: TestServer = await aiohttp_server(dest.app())  # type: ignore[operator]
+async def destination(aiohttp_server: object) -> AsyncIterator[tuple[DedupDestination, str]]:
+    dest = DedupDestination()
+    server: TestServer = await aiohttp_server(dest.app)  # type: ignore[operator]
     yield dest, str(server.make_url("/events"))
 
 
@@ -147,7 +149,7 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     rules: RuleTable,
-    destination: tuple[Destination, str],
+    destination: tuple[DedupDestination, str],
     tmp_path: Path,
 ) -> None:
     dest, url = destination
@@ -172,14 +174,14 @@ async def test_router_to_jetstream_to_forwarder_to_destination(
     await dest.wait_for(produced)
     stop.set()
     await task
-    assert len(dest.accepted) == produced and dest.duplicates == 0
-    got = sorted(r["insert_id"] for r in dest.accepted.values() if "insert_id" in r)
+    assert len(dest.received) == produced and dest.duplicates == 0
+    got = sorted(r["insert_id"] for r in dest.received.values() if "insert_id" in r)
     assert len(got) == len(memory.amplitude)
     assert forwarder.stats.total("forward.delivered") == produced
 
 
 async def test_a_failed_delivery_is_retried_after_a_delay(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.2)
@@ -199,7 +201,7 @@ async def test_a_failed_delivery_is_retried_after_a_delay(
 
 
 async def test_after_max_deliver_failures_messages_are_dead_lettered(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05, max_deliver=2)
@@ -218,7 +220,7 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
             await asyncio.wait({task}, timeout=0.05)
     stop.set()
     await task
-    assert not dest.accepted and dest.requests == 2
+    assert not dest.received and dest.requests == 2
     assert stats.total("forward.retried") == 2
     await store.close()
     letters = read_dead_letters(store.path)
@@ -239,7 +241,7 @@ async def test_after_max_deliver_failures_messages_are_dead_lettered(
 
 
 async def test_undecodable_messages_are_dead_lettered_not_redelivered(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     conf = bus_conf(nats_server.url)
@@ -275,7 +277,7 @@ async def forward_until(forwarder: Forwarder, counter: str) -> None:
 
 
 async def test_a_dead_letter_the_store_cannot_take_comes_back(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     _, url = destination
     conf = bus_conf(nats_server.url, retry_delay_seconds=0.05)
@@ -380,7 +382,7 @@ def test_forward_refuses_unknown_or_unconfigured_destinations(settings: Settings
 
 
 async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
@@ -404,7 +406,7 @@ async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
     second.send_signal(signal.SIGTERM)
     rest = await finish(second)
     assert second.returncode == 0, rest
-    assert len(dest.accepted) == 400
+    assert len(dest.received) == 400
     # The killed forwarder's batch reached the destination only after it died (held
     # at the gate), so it was delivered twice: once by the dead one, once redelivered.
     # The destination's id dedup (Amplitude's insert_id) keeps it once.
@@ -412,7 +414,7 @@ async def test_no_loss_no_duplicates_when_a_forwarder_dies_mid_batch(
 
 
 async def test_no_loss_when_nats_server_restarts(
-    nats_server: NatsServer, destination: tuple[Destination, str], tmp_path: Path
+    nats_server: NatsServer, destination: tuple[DedupDestination, str], tmp_path: Path
 ) -> None:
     dest, url = destination
     config = write_config(tmp_path / "forward.toml", nats_server.url, "[sinks.memory]\n")
@@ -430,7 +432,7 @@ async def test_no_loss_when_nats_server_restarts(
     await dest.wait_for(400, timeout=30)
     proc.send_signal(signal.SIGTERM)
     await finish(proc)
-    assert len(dest.accepted) == 400
+    assert len(dest.received) == 400
     # Records 150-199 were replayed after the restart. JetStream drops them by
     # Nats-Msg-Id only if its duplicate-window state survived the restart, which it
     # does not always do; then they are delivered again and the destination's id

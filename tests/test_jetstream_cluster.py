@@ -14,8 +14,9 @@ from router.forward import Forwarder
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.sinks.jetstream import JetStreamSink
 
-from .bus_support import Destination, HttpPostSink, NatsCluster, bus_conf
+from .bus_support import NatsCluster, bus_conf
 from .delivery_helpers import AiohttpServer
+from .destinations import DedupDestination, HttpPostSink
 
 RECORDS = 400
 BATCH = 20
@@ -50,8 +51,8 @@ async def stream_leader(url: str) -> tuple[str, int]:
 async def test_killing_a_node_of_a_three_node_cluster_loses_nothing(
     cluster: NatsCluster, aiohttp_server: AiohttpServer, tmp_path: Path
 ) -> None:
-    dest = Destination()
-    url = str((await aiohttp_server(dest.app())).make_url("/events"))
+    dest = DedupDestination()
+    url = str((await aiohttp_server(dest.app)).make_url("/events"))
     conf = bus_conf(*cluster.urls, replicas=3, publish_timeout_seconds=2.0, publish_attempts=10)
     halfway = asyncio.Event()
 
@@ -100,6 +101,6 @@ async def test_killing_a_node_of_a_three_node_cluster_loses_nothing(
     finally:
         stop.set()
         await task
-    assert sorted(r["time"] for r in dest.accepted.values()) == [
+    assert sorted(r["time"] for r in dest.received.values()) == [
         1_700_000_000_000 + i for i in range(RECORDS)
     ]

@@ -122,7 +122,11 @@ def test_http_errors_carry_their_status_and_a_401_is_no_400() -> None:
     assert not isinstance(Unauthorized("x"), BadRequest | Forbidden)
     assert not isinstance(Forbidden("x"), BadRequest)
     assert "validation" in BadRequest("x", "$.a").body()
-    assert "validation" not in Unauthorized("x").body()
+    # Every 4xx names its field (the OpenAPI contract); a 503 is about no field.
+    assert Unauthorized("x", "$.headers.authorization").body()["validation"] == {
+        "keys": ["$.headers.authorization"]
+    }
+    assert "validation" not in Unavailable("x", "spool_full", 5).body()
 
 
 def copy_rules(tmp_path: Path) -> Path:

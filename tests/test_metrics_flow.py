@@ -12,8 +12,7 @@ from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import CLIENT_ID, FLOW_KEY, ORIGIN, Client
-
-UID = "44794bdf0be84d4e8c7a8026b8580fa3"
+from .delivery_helpers import UID
 
 
 async def settle(client: Client) -> None:

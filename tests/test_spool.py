@@ -11,27 +11,16 @@ from blockbuster import BlockBuster
 from router.app import make_app
 from router.config import Settings, override
 from router.deadletter import DeadLetters
-from router.dispatch import SinkRunner
-from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
+from router.dispatch import SinkRunner, SpoolBuffer
+from router.records import FlowEvent, decode_batch, encode_batch
 from router.ruletable import RuleTable
-from router.spool import Spool, decode_records, encode_records
+from router.spool import Spool
 from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
 from .helpers import body
-from .spool_sinks import GatedSink
-
-
-def events(start: int, count: int) -> list[Record]:
-    return [
-        FlowEvent(event=f"e{i}", flow_id="f" * 32, flow_time=i, time=i)
-        for i in range(start, start + count)
-    ]
-
-
-def times(records: list[Record]) -> list[int]:
-    return [r.time for r in records if isinstance(r, AmplitudeEvent | FlowEvent | VwoConversion)]
+from .spool_sinks import GatedSink, events, times
 
 
 def runner_for(
@@ -45,16 +34,22 @@ def runner_for(
     max_bytes: int = 1 << 30,
     deadletters: DeadLetters | None = None,
 ) -> SinkRunner:
-    return SinkRunner(
-        sink,
-        stats or Stats(),
+    stats = stats or Stats()
+    buffer = SpoolBuffer(
+        sink.name,
+        stats,
+        Spool(path / f"{sink.name}.db", max_bytes=max_bytes),
         batch_size=10,
-        spool=Spool(path / f"{sink.name}.db", max_bytes=max_bytes),
-        deadletters=deadletters,
         commit_interval_ms=commit_interval_ms,
         memory_records=memory_records,
         strict=strict,
     )
+    return SinkRunner(sink, stats, buffer, deadletters)
+
+
+def spooled(runner: SinkRunner) -> SpoolBuffer:
+    assert isinstance(runner.buffer, SpoolBuffer)
+    return runner.buffer
 
 
 async def drain(runner: SinkRunner) -> None:
@@ -64,7 +59,7 @@ async def drain(runner: SinkRunner) -> None:
 
 async def checkpoint(runner: SinkRunner) -> None:
     async with asyncio.timeout(10):
-        await runner.checkpoint()
+        await spooled(runner).checkpoint()
 
 
 async def started(runner: SinkRunner) -> SinkRunner:
@@ -79,7 +74,7 @@ async def test_spool_commit_read_delete_and_reopen(
 ) -> None:
     spool = Spool(tmp_path / "s.db", max_bytes=10_000)
     await spool.open()
-    blobs = [encode_records(events(i * 3, 3)) for i in range(4)]
+    blobs = [encode_batch(events(i * 3, 3)) for i in range(4)]
     ids, gone = await spool.commit([(blobs[0], False), (blobs[1], True), (blobs[2], False)], ())
     assert gone == 0 and len(ids) == 3
     assert [i for i, _ in await spool.read(10, spilled_only=True)] == [ids[1]]
@@ -92,7 +87,7 @@ async def test_spool_commit_read_delete_and_reopen(
     await again.open()
     rows = await again.read(10, spilled_only=True)
     assert [i for i, _ in rows] == [ids[1], ids[2], ids4[0]]
-    assert times(decode_records(rows[0][1])) == [3, 4, 5]
+    assert times(decode_batch(rows[0][1])) == [3, 4, 5]
     assert again.rows == 3 and again.size_bytes == spool.size_bytes
     await again.close()
 
@@ -105,7 +100,7 @@ async def test_write_behind_skips_what_was_delivered(tmp_path: Path) -> None:
         runner.submit(events(i * 5, 5))
     await drain(runner)
     await checkpoint(runner)
-    assert runner.spool is not None and runner.spool.rows == 0
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
     assert stats.get("spool.written", sink="gated") == 0
     assert times(sink.records) == list(range(100))
     await runner.close(1.0)
@@ -118,11 +113,11 @@ async def test_undelivered_chunks_are_written_then_deleted(tmp_path: Path) -> No
     for i in range(6):
         runner.submit(events(i * 5, 5))
     await checkpoint(runner)
-    assert runner.spool is not None and runner.spool.rows == 6
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 6
     sink.up.set()
     await drain(runner)
     await checkpoint(runner)
-    assert runner.spool.rows == 0 and runner.spool.size_bytes == 0
+    assert spooled(runner).spool.rows == 0 and spooled(runner).spool.size_bytes == 0
     assert stats.get("spool.written", sink="gated") == 6
     assert stats.get("spool.deleted", sink="gated") == 6
     assert times(sink.records) == list(range(30))
@@ -136,11 +131,11 @@ async def test_spill_bounds_memory_and_keeps_order(tmp_path: Path) -> None:
     highest = 0
     for i in range(100):
         runner.submit(events(i * 5, 5))
-        highest = max(highest, runner.queued)
+        highest = max(highest, runner.buffer.queued)
     await checkpoint(runner)
     # 50 records in memory, one batch taken by the stuck send; the rest is on disk only.
     assert highest <= 50
-    assert runner.spool is not None and runner.spool.rows == 100
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 100
     assert stats.get("spool.written", sink="gated") == 100
     sink.up.set()
     for i in range(100, 110):  # new work while the backlog drains goes behind it
@@ -149,7 +144,7 @@ async def test_spill_bounds_memory_and_keeps_order(tmp_path: Path) -> None:
     assert times(sink.records) == list(range(550))
     assert stats.get("spool.replayed", sink="gated") == 100
     await checkpoint(runner)
-    assert runner.spool.rows == 0
+    assert spooled(runner).spool.rows == 0
     await runner.close(1.0)
 
 
@@ -161,7 +156,7 @@ async def test_restart_replays_before_new_work(tmp_path: Path) -> None:
     await down.sending.wait()
     # The destination stays down past the deadline: the send is cancelled, nothing is lost.
     await first.close(0.05)
-    assert first.spool is not None and first.spool.rows == 10
+    assert spooled(first).spool is not None and spooled(first).spool.rows == 10
 
     up = GatedSink()
     second = runner_for(up, tmp_path)
@@ -172,7 +167,7 @@ async def test_restart_replays_before_new_work(tmp_path: Path) -> None:
     await drain(second)
     assert times(up.records) == [*range(40), 1000, 1001, 1002]
     await second.close(1.0)
-    assert second.spool is not None and second.spool.rows == 0
+    assert spooled(second).spool is not None and spooled(second).spool.rows == 0
 
 
 async def test_sigterm_deadline_spools_what_was_not_written(tmp_path: Path) -> None:
@@ -182,12 +177,12 @@ async def test_sigterm_deadline_spools_what_was_not_written(tmp_path: Path) -> N
         runner.submit(events(i * 2, 2))
     await sink.sending.wait()
     # Nothing committed yet (the interval is a minute): close must write it all.
-    assert runner.spool is not None and runner.spool.rows == 0
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
     await runner.close(0.05)
     spool = Spool(tmp_path / "gated.db", max_bytes=1 << 20)
     await spool.open()
     rows = await spool.read(100, spilled_only=True)
-    assert [t for _, blob in rows for t in times(decode_records(blob))] == list(range(10))
+    assert [t for _, blob in rows for t in times(decode_batch(blob))] == list(range(10))
     await spool.close()
 
 
@@ -197,7 +192,7 @@ async def test_strict_submit_resolves_once_on_disk(tmp_path: Path) -> None:
     waiter = runner.submit(events(0, 3))
     assert waiter is not None
     await waiter
-    assert runner.spool is not None and runner.spool.rows == 1
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 1
     sink.up.set()
     await drain(runner)
     await runner.close(1.0)
@@ -225,7 +220,7 @@ async def test_gave_up_records_become_dead_letters(tmp_path: Path) -> None:
     recovered = [letter.to_record() for letter in letters]
     assert [r.time for r in recovered if isinstance(r, FlowEvent)] == list(range(8))
     await checkpoint(runner)
-    assert runner.spool is not None and runner.spool.rows == 0
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
     await runner.close(1.0)
     await store.close()
 
@@ -283,7 +278,7 @@ async def test_strict_mode_answers_after_commit(
     resp = await client.post("/metrics", json=body([("flow.signin.engage", 1)]))
     assert resp.status == 200
     # The 200 came after the commit, although the commit interval is 200 ms: it is on disk.
-    assert runner.spool is not None and runner.spool.rows == 1
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 1
     sink.up.set()
     await drain(runner)
     assert len(sink.flow) == 1 and len(sink.amplitude) == 1

@@ -7,23 +7,14 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from router.deadletter import DeadLetters
+from fakes.vwo import FakeVwo
 from router.records import VwoConversion
 from router.sinks.vwo import VwoSink, metric_identifiers, visitor_id
 from router.stats import Stats
 
-from .delivery_helpers import FAST, UID, AiohttpServer, read_dead_letters
-from .fakes.vwo import FakeVwo
+from .delivery_helpers import FAST, UID, AiohttpServer, deliver, read_dead_letters
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
-
-
-class _OwnStoreVwoSink(VwoSink):
-    """The sink of a test that has no app: the test owns its dead-letter store too."""
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.deadletters.close()
 
 
 def vwo_sink(server: TestServer, tmp_path: Path, **overrides: object) -> VwoSink:
@@ -32,11 +23,10 @@ def vwo_sink(server: TestServer, tmp_path: Path, **overrides: object) -> VwoSink
         "sdk_key": "example-sdk-key",
         "url": str(server.make_url("/")),
         "settings_path": str(SETTINGS),
-        "deadletters": DeadLetters(str(tmp_path / "dead.jsonl")),
         "backoff": FAST,
     }
     options.update(overrides)
-    return _OwnStoreVwoSink("vwo", **options)  # type: ignore[arg-type]
+    return VwoSink("vwo", **options)  # type: ignore[arg-type]
 
 
 def conversion(name: str = "signin_complete", **kw: object) -> VwoConversion:
@@ -72,12 +62,14 @@ async def test_batch_sends_known_events_only(aiohttp_server: AiohttpServer, tmp_
     stats = Stats()
     async with vwo_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send(
+        await deliver(
+            sink,
+            tmp_path,
             [
                 conversion(properties={"service": "sync"}),
                 conversion("not_a_metric"),
                 conversion("subscription_started", properties={"amount": 5}),
-            ]
+            ],
         )
     assert fake.batch_requests == 1
     assert [d["event"]["name"] for _, d in fake.events] == [
@@ -105,7 +97,7 @@ async def test_single_events_go_to_events_t(aiohttp_server: AiohttpServer, tmp_p
     fake = FakeVwo()
     server = await aiohttp_server(fake.app)
     async with vwo_sink(server, tmp_path, batch_events=False) as sink:
-        await sink.send([conversion(), conversion("signup_complete")])
+        await deliver(sink, tmp_path, [conversion(), conversion("signup_complete")])
     assert fake.single_requests == 2 and fake.batch_requests == 0
     queries = sorted((q for q, _ in fake.events), key=lambda q: q["en"])
     assert [q["en"] for q in queries] == ["signin_complete", "signup_complete"]
@@ -122,7 +114,7 @@ async def test_400_is_never_retried(aiohttp_server: AiohttpServer, tmp_path: Pat
     fake = FakeVwo(faults=[400])
     server = await aiohttp_server(fake.app)
     async with vwo_sink(server, tmp_path) as sink:
-        await sink.send([conversion()])
+        await deliver(sink, tmp_path, [conversion()])
     assert fake.statuses == [400]
     (dead,) = read_dead_letters(str(tmp_path / "dead.jsonl"))
     assert (dead.destination, dead.reason, dead.record["name"]) == (
@@ -140,10 +132,10 @@ async def test_failures_are_retried_then_dead_lettered(
     stats = Stats()
     async with vwo_sink(server, tmp_path) as sink:
         sink.stats = stats
-        await sink.send([conversion()])  # three failures, the fourth try succeeds
+        await deliver(sink, tmp_path, [conversion()])  # three failures, the fourth try succeeds
         assert len(fake.events) == 1
         fake.faults = [502] * 4
-        await sink.send([conversion("signup_complete")])
+        await deliver(sink, tmp_path, [conversion("signup_complete")])
     assert stats.total("sink.retried") == 6
     (dead,) = read_dead_letters(str(tmp_path / "dead.jsonl"))
     assert dead.reason == "gave_up:http_502"
@@ -153,7 +145,7 @@ async def test_user_field_from_properties(aiohttp_server: AiohttpServer, tmp_pat
     fake = FakeVwo()
     server = await aiohttp_server(fake.app)
     async with vwo_sink(server, tmp_path, user_field="deviceId") as sink:
-        await sink.send([conversion(properties={"deviceId": "dev-1"}), conversion()])
+        await deliver(sink, tmp_path, [conversion(properties={"deviceId": "dev-1"}), conversion()])
     ((_, d),) = fake.events
     assert d["visId"] == visitor_id(123456, "dev-1")
     (dead,) = read_dead_letters(str(tmp_path / "dead.jsonl"))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..dispatch import SpoolError
-from ..errors import HttpError, RouterError, Unavailable
+from ..errors import DiskFull, HttpError, RouterError, SpoolError, Unauthorized, Unavailable
 from ..flow import now_ms
 from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
-from ..state import DISPATCHER, SETTINGS, STATS
+from ..state import DISPATCHER, SETTINGS, STATS, TAP
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -60,11 +60,30 @@ def request_info(request: web.Request, trusted_proxies: int) -> RequestInfo:
     )
 
 
+def require_bearer(request: web.Request, token: str) -> None:
+    """Constant-time bearer token check; an unset token refuses everyone."""
+    expected = token.encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    ok = hmac.compare_digest(given.strip().encode(), expected)
+    if not expected or scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+
+
+# Why ingest refuses work (503 with Retry-After; for a full disk too, not 507: one status
+# for every "cannot keep it now", docs/durability.md "Disk full").
+_REFUSALS = {
+    "spool_full": "spool full",
+    "disk_full": "disk full",
+    "spool_error": "spool unavailable",
+}
+
+
 def check_capacity(app: web.Application) -> None:
     """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
     reason = app[DISPATCHER].refusal
     if reason is not None:
-        what = "spool full" if reason == "spool_full" else "a sink is behind"
+        what = _REFUSALS.get(reason, "a sink is behind")
         raise Unavailable(
             f"{what}: try again later", reason, app[SETTINGS].spool.retry_after_seconds
         )
@@ -78,9 +97,10 @@ async def accept(app: web.Application, batch: RecordBatch) -> None:
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, SpoolError):
+            reason = "disk_full" if isinstance(outcome, DiskFull) else "spool_error"
             raise Unavailable(
-                "spool unavailable: try again later",
-                "spool_error",
+                f"{_REFUSALS[reason]}: try again later",
+                reason,
                 app[SETTINGS].spool.retry_after_seconds,
             ) from outcome
         if isinstance(outcome, BaseException):
@@ -89,28 +109,53 @@ async def accept(app: web.Application, batch: RecordBatch) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one translation boundary: RouterError and HTTP errors become JSON bodies."""
+    """The one translation boundary: RouterError and HTTP errors become JSON bodies.
+
+    Every answer is counted (`requests{endpoint,status}`, what `metrics-router top` shows).
+    """
+    stats, tap = request.app[STATS], request.app[TAP]
+    endpoint = request.match_info.route.resource
+    name = endpoint.canonical if endpoint is not None else "other"
+    status = 500
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except RouterError as exc:
-        endpoint = request.match_info.route.resource
-        name = endpoint.canonical if endpoint is not None else request.path
+        status = exc.status
         reason = exc.reason if isinstance(exc, HttpError) else "error"
-        request.app[STATS].incr(
+        stats.incr(
             "request.rejected", 1, {"endpoint": name, "reason": reason, "status": str(exc.status)}
         )
+        if tap.subscribers:
+            path = exc.path if isinstance(exc, HttpError) else None
+            tap.rejected(name, exc.status, reason, path, str(exc))
         headers = exc.headers if isinstance(exc, HttpError) else None
         return json_response(exc.body(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
+        status = exc.status
         if exc.status < 400:
             raise
-        request.app[STATS].incr(
+        reason = exc.reason.lower()
+        stats.incr(
             "request.rejected",
             1,
-            {"endpoint": request.path, "reason": exc.reason.lower(), "status": str(exc.status)},
+            # Not the path: every stranger's 404 must not add a counter.
+            {"endpoint": name, "reason": reason, "status": str(exc.status)},
         )
+        if tap.subscribers:
+            tap.rejected(name, exc.status, reason, None, exc.text or exc.reason)
+        answer: dict[str, object] = {
+            "error": exc.reason,
+            "message": exc.text or exc.reason,
+            "statusCode": exc.status,
+        }
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            answer["validation"] = {"keys": ["$"]}  # the body as a whole
         return json_response(
-            {"error": exc.reason, "message": exc.text or exc.reason, "statusCode": exc.status},
+            answer,
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    finally:
+        stats.incr("requests", 1, {"endpoint": name, "status": str(status)})

@@ -57,6 +57,9 @@ async def get_heartbeat(request: web.Request) -> web.Response:
         except (TimeoutError, OSError):
             ok = False
         checks[f"sink.{runner.sink.name}"] = "ok" if ok else "error"
+    disk = request.app[DISPATCHER].disk
+    if disk is not None:
+        checks["disk.spool"] = "ok" if await disk.healthy() else "error"
     store = request.app[STASH].store
     if store.name != "memory":  # the in-process store cannot fail
         checks[f"context.{store.name}"] = "ok" if await store.healthy() else "error"

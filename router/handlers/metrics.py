@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..events import MetricsBody, check_patterns, metrics_body_decoder
-from ..state import DEFERRED, PIPELINE, SETTINGS
+from ..state import DEFERRED, PIPELINE, SETTINGS, TAP
 from .common import accept, check_capacity, request_info
 
 SUCCESS = b'{"success":true}'
@@ -54,7 +54,11 @@ async def post_metrics(request: web.Request) -> web.Response:
     req = request_info(request, settings.server.trusted_proxies)
     if settings.spool.strict:
         # The 200 promises the events are on disk.
-        await accept(app, app[PIPELINE].process_batch(body, req))
+        pipeline, tap = app[PIPELINE], app[TAP]
+        if tap.subscribers:
+            await accept(app, tap.metrics_batch(pipeline, body, req))
+        else:
+            await accept(app, pipeline.process_batch(body, req))
     else:
         app[DEFERRED].add(body, req)
     return web.Response(body=SUCCESS, content_type="application/json")

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
-from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS
+from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
+from ..tap import begin_names
 from .common import accept, check_capacity, json_response, request_info
 
 log = logging.getLogger("request.metrics-flow")
@@ -47,7 +48,10 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     req = request_info(request, settings.server.trusted_proxies)
     pipeline = app[PIPELINE]
     if not engage:
-        await accept(app, pipeline.begin_flow(query, flow_id, begin, device_id, req))
+        batch = pipeline.begin_flow(query, flow_id, begin, device_id, req)
+        await accept(
+            app, app[TAP].request(pipeline, "/metrics-flow", begin_names(query.form_type), batch)
+        )
         stats.incr("metrics_flow.begin")
     elif not headers:
         stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
@@ -56,7 +60,8 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
     elif query.uid is None:
         stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
     else:
-        await accept(app, pipeline.engage(query, flow_id, begin, device_id, req))
+        batch = pipeline.engage(query, flow_id, begin, device_id, req)
+        await accept(app, app[TAP].request(pipeline, "/metrics-flow", ("flow.rp.engage",), batch))
         stats.incr("metrics_flow.engage")
     body = {"deviceId": device_id, "flowBeginTime": begin, "flowId": flow_id}
     return json_response(body, headers=headers)

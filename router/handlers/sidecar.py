@@ -7,31 +7,24 @@ validated whole (schema, then the event registry) before anything is processed.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest
 from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
 from ..flow import now_ms
 from ..mapping import ServerItem
-from ..state import DISPATCHER, PIPELINE, SETTINGS, STASH
-from .common import json_response
+from ..state import DISPATCHER, PIPELINE, SETTINGS, STASH, TAP
+from .common import json_response, require_bearer
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder] = {}  # type: ignore[type-arg]
 
 
 def authorize(request: web.Request) -> None:
-    """Constant-time bearer token check; an unset token refuses everyone."""
-    token = request.app[SETTINGS].sidecar.token.encode()
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # compare_digest runs in time independent of where the strings differ.
-    ok = hmac.compare_digest(given.strip().encode(), token)
-    if not token or scheme.lower() != "bearer" or not ok:
-        raise Unauthorized("missing or wrong bearer token", "$.headers.authorization", "bad_token")
+    require_bearer(request, request.app[SETTINGS].sidecar.token)
 
 
 async def decode(request: web.Request, kind: type[T]) -> T:
@@ -69,7 +62,7 @@ async def post_events(request: web.Request) -> web.Response:
 
     contexts = await asyncio.gather(*(context_of(i) for i in range(len(specs))))
     items = [ServerItem(e, s, c) for e, s, c in zip(batch.events, specs, contexts, strict=True)]
-    app[DISPATCHER].submit(pipeline.process_server_events(items, received))
+    app[DISPATCHER].submit(app[TAP].server_events(pipeline, items, received))
     done = [
         stash.clear(e.uid, e.token_id)
         for e, s in zip(batch.events, specs, strict=True)

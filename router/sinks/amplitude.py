@@ -2,9 +2,9 @@
 
 Three layers, read top to bottom: pure functions that prepare events (`hash_id` and
 `insert_id`, shared with the JetStream sink in `router/ids.py`, and
-`split_user_properties`); `classify`, which turns a response into an `Outcome`; and
-`AmplitudeSink`, which applies the policy (resend, split, pause, back off, dead-letter)
-to each outcome.
+`split_user_properties`); `classify`, which turns a response into an `Outcome` in
+Amplitude's terms and `action`, which says what the retry engine does with it; and
+`AmplitudeSink`, which prepares, posts and hands each batch to `RetryPolicy`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-import aiohttp
 import msgspec
 
-from ..deadletter import DeadLetters
 from ..ids import hash_id, insert_id
 from ..records import AmplitudeEvent, Record
-from .base import Kind
+from . import retry
+from .base import Dropped, Kind
 from .http import HttpDeliverySink
-from .retry import Backoff, Sleep, sleep
+from .retry import Action, Backoff, RetryPolicy, Sleep, sleep
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,46 @@ def classify(status: int, body: bytes) -> Outcome:
     return Retry(f"http_{status}")
 
 
-# -- the sink (policy) ---------------------------------------------------------------------
+def action(outcome: Outcome, events: Sequence[Prepared], throttle_pause: float) -> Action:
+    """What the retry engine does with an answer to `events`."""
+    match outcome:
+        case Ok():
+            return retry.Done()
+        case Rejected(invalid=invalid) if any(0 <= i < len(events) for i in invalid):
+            return retry.Partial(invalid, reason="partial_400")
+        case Rejected():
+            return retry.Split("bad_request:indexes_out_of_range")
+        case BadRequest(reason=reason):
+            return retry.Split(reason)
+        case TooLarge():
+            return retry.Split("too_large")
+        case Throttled() if (
+            outcome.devices or outcome.users or outcome.quota_devices or outcome.quota_users
+        ):
+            quota: dict[int, str] = {}
+            hot: set[int] = set()
+            for i, item in enumerate(events):
+                device, user = item.event.device_id or "", item.event.user_id or ""
+                if device in outcome.quota_devices or user in outcome.quota_users:
+                    quota[i] = "daily_quota"
+                elif device in outcome.devices or user in outcome.users:
+                    hot.add(i)
+            # The others are sent again at once; only the throttled ids wait out the pause.
+            return retry.Partial(quota, frozenset(hot), throttle_pause, reason="throttled")
+        case Throttled():
+            return retry.Retry("throttled", pause=throttle_pause)
+        case InvalidApiKey():
+            return retry.Retry("invalid_api_key")
+        case Retry(reason=reason):
+            return retry.Retry(reason)
+    raise AssertionError(outcome)
+
+
+# -- the sink ------------------------------------------------------------------------------
+
+
+def _source(item: Prepared) -> AmplitudeEvent:
+    return item.source
 
 
 class AmplitudeSink(HttpDeliverySink):
@@ -193,7 +231,6 @@ class AmplitudeSink(HttpDeliverySink):
         hmac_key: str,
         url: str,
         identify_url: str,
-        deadletters: DeadLetters,
         max_batch_bytes: int = 900_000,
         max_retry_seconds: float = 3600.0,
         concurrency: int = 4,
@@ -204,29 +241,23 @@ class AmplitudeSink(HttpDeliverySink):
         sleep: Sleep = sleep,
     ) -> None:
         super().__init__(
-            name,
-            deadletters=deadletters,
-            concurrency=concurrency,
-            request_timeout_seconds=request_timeout_seconds,
+            name, concurrency=concurrency, request_timeout_seconds=request_timeout_seconds
         )
         self.api_key = api_key
         self.key = hmac_key.encode()
         self.url = url
         self.identify_url = identify_url
         self.max_batch_bytes = max_batch_bytes
-        self.max_retry_seconds = max_retry_seconds
-        self.backoff = backoff or Backoff(0.5, 60.0)
+        backoff = backoff or Backoff(0.5, 60.0)
+        # The budget is counted in retries: as many as fit in max_retry_seconds of waiting.
+        self.policy = RetryPolicy(backoff.retries_within(max_retry_seconds), backoff, sleep)
         self.throttle_pause = throttle_pause_seconds
-        self.sleep = sleep
         self._encoder = msgspec.json.Encoder()
         options = b""
         if min_id_length is not None:
             options = b',"options":' + self._encoder.encode({"min_id_length": min_id_length})
         self._head = b'{"api_key":' + self._encoder.encode(api_key) + b',"events":['
         self._tail = b"]" + options + b"}"
-        self._requests = asyncio.Semaphore(concurrency)
-        # Throttled device and user ids (as sent) -> loop time their pause ends.
-        self._paused: dict[str, float] = {}
         self._key_ok = True
 
     async def healthy(self) -> bool:
@@ -236,21 +267,21 @@ class AmplitudeSink(HttpDeliverySink):
 
     def prepare(
         self, records: Iterable[Record]
-    ) -> tuple[list[Prepared], list[Identification], list[tuple[str, Any]]]:
-        """(events to send, deduplicated identifications, refused (reason, record))."""
+    ) -> tuple[list[Prepared], list[Identification], list[Dropped]]:
+        """(events to send, deduplicated identifications, refused records)."""
         events: list[Prepared] = []
-        refused: list[tuple[str, Any]] = []
+        refused: list[Dropped] = []
         identifies: dict[tuple[str | None, str | None, bytes], Identification] = {}
         split_memo: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         hashed: dict[str, str] = {}
         encode = self._encoder.encode
         for record in records:
             if not isinstance(record, AmplitudeEvent):
-                refused.append(("not_an_amplitude_event", record))
+                refused.append(Dropped("not_an_amplitude_event", record))
                 continue
             reason = refusal(record)
             if reason is not None:
-                refused.append((reason, record))
+                refused.append(Dropped(reason, record))
                 continue
             uid = record.user_id
             user_id = None
@@ -304,34 +335,49 @@ class AmplitudeSink(HttpDeliverySink):
 
     # -- sending --------------------------------------------------------------------------
 
-    async def send(self, records: Sequence[Record]) -> None:
-        events, identifications, refused = self.prepare(records)
-        await self._dead_letter(refused)
+    async def send(self, records: Sequence[Record]) -> list[Dropped]:
+        events, identifications, dropped = self.prepare(records)
         if identifications:
-            await self._identify(identifications)
+            dropped += await self.policy.run(
+                identifications, self._identify, kind="identify", on_retry=self._retried
+            )
         if events:
-            await asyncio.gather(*(self._deliver(chunk) for chunk in self.chunks(events)))
+            for part in await asyncio.gather(
+                *(
+                    self.policy.run(chunk, self._batch, letter=_source, on_retry=self._retried)
+                    for chunk in self.chunks(events)
+                )
+            ):
+                dropped += part
+        return dropped
 
-    async def _post(self, url: str, **kwargs: Any) -> tuple[int, bytes] | str:
-        """(status, body), or the name of the transport failure."""
-        assert self._session is not None, "sink not started"
-        async with self._requests:
-            try:
-                async with self._session.post(url, **kwargs) as resp:
-                    return resp.status, await resp.read()
-            except TimeoutError:
-                return "timeout"
-            except aiohttp.ClientError as exc:
-                return type(exc).__name__
-
-    async def _request(self, events: list[Prepared]) -> Outcome:
+    async def _batch(self, events: list[Prepared]) -> Action:
         body = self._head + b",".join(item.data for item in events) + self._tail
-        result = await self._post(self.url, data=body, headers={"Content-Type": "application/json"})
-        if isinstance(result, str):
-            return Retry(result)
-        outcome = classify(*result)
+        outcome = classify(
+            *await self._post(self.url, data=body, headers={"Content-Type": "application/json"})
+        )
         self._note_key(outcome)
-        return outcome
+        return action(outcome, events, self.throttle_pause)
+
+    async def _identify(self, identifications: list[Identification]) -> Action:
+        """User-property operations, sent before the events they came with."""
+        form = {
+            "api_key": self.api_key,
+            "identification": self._encoder.encode(identifications).decode(),
+        }
+        outcome = classify(*await self._post(self.identify_url, data=form))
+        self._note_key(outcome)
+        match outcome:
+            case Ok():
+                self._count("sink.identified", len(identifications))
+                return retry.Done()
+            case Rejected() | BadRequest() | TooLarge():
+                reason = outcome.reason if isinstance(outcome, BadRequest) else "rejected"
+                return retry.Drop(f"identify_{reason}")
+            case Throttled():
+                return retry.Retry("identify", pause=self.throttle_pause)
+            case _:
+                return retry.Retry("identify")
 
     def _note_key(self, outcome: Outcome) -> None:
         if isinstance(outcome, InvalidApiKey):
@@ -345,151 +391,3 @@ class AmplitudeSink(HttpDeliverySink):
             self._key_ok = False
         elif not isinstance(outcome, Retry):
             self._key_ok = True
-
-    def _hold_paused(self, events: list[Prepared]) -> tuple[list[Prepared], list[Prepared]]:
-        """(events free to go, events whose device or user is paused by a 429)."""
-        paused = self._paused
-        if not paused:
-            return events, []
-        now = asyncio.get_running_loop().time()
-        for key in [k for k, until in paused.items() if until <= now]:
-            del paused[key]
-        ready: list[Prepared] = []
-        held: list[Prepared] = []
-        for item in events:
-            e = item.event
-            if (e.device_id and e.device_id in paused) or (e.user_id and e.user_id in paused):
-                held.append(item)
-            else:
-                ready.append(item)
-        return ready, held
-
-    async def _after_pause(self, held: list[Prepared]) -> None:
-        loop = asyncio.get_running_loop()
-        ids = [k for item in held for k in (item.event.device_id, item.event.user_id) if k]
-        until = max((self._paused.get(k, 0.0) for k in ids), default=0.0)
-        await self.sleep(max(until - loop.time(), 0.0))
-        for k in ids:
-            # Lift the pause we waited for, but not a newer one set meanwhile.
-            if self._paused.get(k, until + 1) <= until:
-                del self._paused[k]
-        await self._deliver(held)
-
-    async def _deliver(self, events: list[Prepared]) -> None:
-        """Send one chunk until each of its events is delivered or dead-lettered."""
-        later: list[asyncio.Task[None]] = []
-        try:
-            await self._deliver_chunk(events, later)
-            if later:
-                await asyncio.gather(*later)
-        except BaseException:
-            for task in later:
-                task.cancel()
-            raise
-
-    async def _deliver_chunk(self, events: list[Prepared], later: list[asyncio.Task[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        attempt = 0
-        while events:
-            events, held = self._hold_paused(events)
-            if held:
-                later.append(asyncio.create_task(self._after_pause(held)))
-            if not events:
-                return
-            outcome = await self._request(events)
-            match outcome:
-                case Ok():
-                    self._count("sink.sent", len(events))
-                    return
-                case Rejected(invalid=invalid) if any(0 <= i < len(events) for i in invalid):
-                    bad = [
-                        (r, events[i].source) for i, r in invalid.items() if 0 <= i < len(events)
-                    ]
-                    await self._dead_letter(bad)
-                    events = [e for i, e in enumerate(events) if i not in invalid]
-                    self._count("sink.retried", len(events), reason="partial_400")
-                case Rejected() | BadRequest() | TooLarge():
-                    reason = outcome.reason if isinstance(outcome, BadRequest) else "too_large"
-                    if isinstance(outcome, Rejected):
-                        reason = "bad_request:indexes_out_of_range"
-                    if len(events) == 1:
-                        await self._dead_letter([(reason, events[0].source)])
-                        return
-                    # Halving isolates the culprit (400) or fits the limit (413) in log2(n) steps.
-                    half = len(events) // 2
-                    self._count("sink.retried", len(events), reason=reason.split(":")[0])
-                    await asyncio.gather(self._deliver(events[:half]), self._deliver(events[half:]))
-                    return
-                case Throttled() if (
-                    outcome.devices or outcome.users or outcome.quota_devices or outcome.quota_users
-                ):
-                    quota = [
-                        item
-                        for item in events
-                        if (item.event.device_id or "") in outcome.quota_devices
-                        or (item.event.user_id or "") in outcome.quota_users
-                    ]
-                    if quota:
-                        await self._dead_letter([("daily_quota", item.source) for item in quota])
-                        gone = {id(item) for item in quota}
-                        events = [item for item in events if id(item) not in gone]
-                    until = loop.time() + self.throttle_pause
-                    for key in outcome.devices | outcome.users:
-                        self._paused[key] = until
-                    self._count("sink.retried", len(events), reason="throttled")
-                case _:
-                    reason = (
-                        outcome.reason
-                        if isinstance(outcome, Retry)
-                        else "invalid_api_key"
-                        if isinstance(outcome, InvalidApiKey)
-                        else "throttled"
-                    )
-                    attempt += 1
-                    delay = self.backoff.delay(attempt)
-                    if isinstance(outcome, Throttled):
-                        delay = max(delay, self.throttle_pause)
-                    if loop.time() - started + delay > self.max_retry_seconds:
-                        await self._dead_letter(
-                            [(f"gave_up:{reason}", item.source) for item in events]
-                        )
-                        return
-                    self._count("sink.retried", len(events), reason=reason)
-                    await self.sleep(delay)
-
-    async def _identify(self, identifications: list[Identification]) -> None:
-        """Send user-property operations before the events; failures are dead-lettered."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        attempt = 0
-        form = {
-            "api_key": self.api_key,
-            "identification": self._encoder.encode(identifications).decode(),
-        }
-        while True:
-            result = await self._post(self.identify_url, data=form)
-            outcome = Retry(result) if isinstance(result, str) else classify(*result)
-            self._note_key(outcome)
-            match outcome:
-                case Ok():
-                    self._count("sink.identified", len(identifications))
-                    return
-                case Rejected() | BadRequest() | TooLarge():
-                    reason = outcome.reason if isinstance(outcome, BadRequest) else "rejected"
-                    await self._dead_letter(
-                        [(f"identify_{reason}", i) for i in identifications], kind="identify"
-                    )
-                    return
-                case _:
-                    attempt += 1
-                    delay = self.backoff.delay(attempt)
-                    if isinstance(outcome, Throttled):
-                        delay = max(delay, self.throttle_pause)
-                    if loop.time() - started + delay > self.max_retry_seconds:
-                        await self._dead_letter(
-                            [("identify_gave_up", i) for i in identifications], kind="identify"
-                        )
-                        return
-                    self._count("sink.retried", len(identifications), reason="identify")
-                    await self.sleep(delay)

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
-from ..records import Record
+from ..records import Kind, Record
 from ..stats import Stats
 
-Kind = Literal["amplitude", "flow", "vwo", "activity", "client_metrics"]
+__all__ = ["Dropped", "Kind", "Sink"]
+
+
+class Dropped(NamedTuple):
+    """A record (or anything a sink derived from one) that will not be delivered, and why.
+
+    The runner counts and dead-letters it; `kind` files it apart from the sink's
+    records (Amplitude's Identify calls: destination `amplitude-identify`); `keep`
+    False means counted but not dead-lettered (VWO's "event not found").
+    """
+
+    reason: str
+    record: Any
+    kind: str | None = None
+    keep: bool = True
 
 
 class Sink:
     """Base class: a destination for records of some kinds.
 
-    `send` is called by one dispatcher worker at a time per sink unless the sink
-    sets `concurrency` higher. A sink that must not lose records handles its own
-    retries inside `send`; an exception escaping `send` is counted and logged by
-    the dispatcher (and, for a durable sink, dead-lettered as `sink_error`).
+    `send` is called by one runner worker at a time per sink unless the sink sets
+    `concurrency` higher. It returns what it dropped (retries go through
+    `sinks/retry.py`); the runner alone counts and dead-letters. An exception
+    escaping `send` means nothing is known to be delivered: the runner's one
+    failure path dead-letters the batch (`sink_error`) or keeps it buffered.
 
     A `durable` sink gets a disk spool from the dispatcher: what it has not
     finished sending survives a restart and is sent again, so its destination
@@ -28,20 +43,19 @@ class Sink:
     kinds: ClassVar[frozenset[Kind]] = frozenset()
     durable: ClassVar[bool] = False
     concurrency: int = 1
-    # True: the sink counts `sink.sent` / `sink.dead_lettered` itself, per record,
-    # because a returning `send` does not mean every record was delivered.
-    reports_outcomes: ClassVar[bool] = False
+    # The `kind` tag of this sink's `sink.dead_lettered` counter (None: no tag).
+    dead_letter_kind: ClassVar[str | None] = None
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # Replaced by the dispatcher's Stats when the sink is put behind a SinkRunner.
+        # Replaced by the runner's Stats when the sink is put behind one.
         self.stats = Stats()
 
     async def start(self) -> None:
         """Open connections, files and the like."""
 
-    async def send(self, records: Sequence[Record]) -> None:
-        """Deliver one batch."""
+    async def send(self, records: Sequence[Record]) -> Sequence[Dropped] | None:
+        """Deliver one batch; what was dropped (None: nothing)."""
         raise NotImplementedError
 
     async def aclose(self) -> None:

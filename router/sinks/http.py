@@ -1,41 +1,45 @@
-"""What the HTTP delivery sinks share: one keep-alive session, counters, dead letters."""
+"""What the HTTP delivery sinks share: one keep-alive session, one `_post`, counters.
+
+Transport failures are translated here and nowhere else (the model is httpx's
+`map_httpcore_exceptions`): whatever aiohttp raises leaves as a `TransportError`
+whose reason (`timeout`, `ClientConnectorError`, ...) the retry policy counts.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import aiohttp
 
-from ..deadletter import DeadLetters, add_dead_letters
+from ..errors import TransportError
 from .base import Sink
 
-log = logging.getLogger(__name__)
+
+@contextlib.contextmanager
+def transport_errors() -> Iterator[None]:
+    """Translate aiohttp's failures into `TransportError`."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise TransportError("timeout", "request timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(type(exc).__name__, str(exc)) from exc
 
 
 class HttpDeliverySink(Sink):
-    """A durable sink posting to an HTTP API; subclasses add the API's batching and policy."""
+    """A durable sink posting to an HTTP API; subclasses classify its answers."""
 
     durable: ClassVar[bool] = True
-    reports_outcomes: ClassVar[bool] = True
-    # The `kind` tag of dead-letter counters and the noun in their log line (None: no tag).
-    dead_letter_kind: ClassVar[str | None] = None
-    dead_letter_noun: ClassVar[str] = "record"
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        deadletters: DeadLetters,
-        concurrency: int,
-        request_timeout_seconds: float,
-    ) -> None:
+    def __init__(self, name: str, *, concurrency: int, request_timeout_seconds: float) -> None:
         super().__init__(name)
-        self.deadletters = deadletters
         self.concurrency = concurrency
         self.request_timeout = request_timeout_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._requests = asyncio.Semaphore(concurrency)
         self._tags = {"sink": name}
 
     async def start(self) -> None:
@@ -53,19 +57,14 @@ class HttpDeliverySink(Sink):
         if amount:
             self.stats.incr(key, amount, {**self._tags, **tags})
 
-    async def _dead_letter(self, items: Sequence[tuple[str, Any]], kind: str | None = None) -> None:
-        """Store (reason, record) pairs for good, counted and logged per reason."""
-        if not items:
-            return
-        kind = kind or self.dead_letter_kind
-        by_reason: dict[str, int] = {}
-        for reason, _ in items:
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        noun = kind or self.dead_letter_noun
-        for reason, count in by_reason.items():
-            tags = {"reason": reason, **({"kind": kind} if kind else {})}
-            self._count("sink.dead_lettered", count, **tags)
-            log.warning("sink %s: %d %ss dead-lettered: %s", self.name, count, noun, reason)
-        extra = kind is not None and kind != self.dead_letter_kind
-        destination = f"{self.name}-{kind}" if extra else self.name
-        await add_dead_letters(self.deadletters, destination, items)
+    def _retried(self, amount: int, reason: str) -> None:
+        """The retry policy's `on_retry`: `sink.retried{reason}`."""
+        self._count("sink.retried", amount, reason=reason)
+
+    async def _post(self, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        """(status, body) of one POST; raises TransportError when there is no answer."""
+        assert self._session is not None, "sink not started"
+        async with self._requests:
+            with transport_errors():
+                async with self._session.post(url, **kwargs) as resp:
+                    return resp.status, await resp.read()

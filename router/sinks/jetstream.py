@@ -3,8 +3,8 @@
 Every publish carries the record's deterministic id, so a batch resent after a failure
 or replayed from the spool is stored once (within the stream's duplicate window).
 Publishes are pipelined: the whole batch goes out, then the acknowledgements are
-gathered; records whose publish failed are tried again, and if they still fail `send`
-raises so the batch stays in the spool.
+gathered; records whose publish failed are tried again by the retry engine, and if
+they still fail `send` raises so the batch stays in the spool.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from nats.js.api import PubAck
 
 from .. import bus
 from ..config import JetStreamSinkSettings
+from ..errors import PublishError
 from ..ids import record_id, with_insert_id
 from ..records import AmplitudeEvent, Record
+from . import retry
 from .base import Kind, Sink
+from .retry import Action, Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,7 @@ log = logging.getLogger(__name__)
 WINDOW = 2000
 
 
-class PublishError(Exception):
-    """Some records of a batch were not acknowledged by JetStream."""
+Message = tuple[str, bytes, str]
 
 
 class JetStreamSink(Sink):
@@ -47,6 +49,7 @@ class JetStreamSink(Sink):
         self.conf = conf
         self.key = conf.id_key.encode()
         self.duplicates = 0
+        self.policy = RetryPolicy(conf.publish_attempts - 1, Backoff(0.2, 5.0))
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
 
@@ -63,7 +66,7 @@ class JetStreamSink(Sink):
     async def healthy(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
-    def _message(self, record: Record) -> tuple[str, bytes, str] | None:
+    def _message(self, record: Record) -> Message | None:
         destination = bus.destination_of(record)
         subject = self.conf.subjects.get(destination) if destination else None
         if subject is None:
@@ -73,7 +76,7 @@ class JetStreamSink(Sink):
             record = with_insert_id(self.key, record)
         return subject, bus.encode(record), record_id(self.key, record)
 
-    async def _publish(self, messages: list[tuple[str, bytes, str]]) -> list[int]:
+    async def _publish(self, messages: list[Message]) -> list[int]:
         """Publish in windows that fit the client's pending-ack limit; failed indexes."""
         failed: list[int] = []
         for start in range(0, len(messages), WINDOW):
@@ -81,7 +84,7 @@ class JetStreamSink(Sink):
             failed.extend(start + i for i in await self._publish_window(window))
         return failed
 
-    async def _publish_window(self, messages: list[tuple[str, bytes, str]]) -> list[int]:
+    async def _publish_window(self, messages: list[Message]) -> list[int]:
         """Publish all, then await all acks; the indexes of the ones that failed."""
         assert self._js is not None
         futures: list[asyncio.Future[PubAck]] = []
@@ -111,24 +114,23 @@ class JetStreamSink(Sink):
                 self.duplicates += 1
         return sorted(failed)
 
+    def _retried(self, amount: int, reason: str) -> None:
+        self.stats.incr("sink.retried", amount, {"sink": self.name, "reason": reason})
+
+    async def _attempt(self, messages: list[Message]) -> Action:
+        failed = await self._publish(messages)
+        if not failed:
+            return retry.Done()
+        log.warning(
+            "sink %s: %d of %d publishes not acknowledged", self.name, len(failed), len(messages)
+        )
+        # Resending the acknowledged ones is unnecessary; resending a failed one that
+        # was in fact stored is harmless: its Nats-Msg-Id makes it a duplicate.
+        return retry.Retry("not_acknowledged", only=tuple(failed))
+
     async def send(self, records: Sequence[Record]) -> None:
         messages = [m for m in map(self._message, records) if m is not None]
-        delay = 0.2
-        for attempt in range(1, self.conf.publish_attempts + 1):
-            failed = await self._publish(messages)
-            if not failed:
-                return
-            log.warning(
-                "sink %s: %d of %d publishes not acknowledged (attempt %d)",
-                self.name,
-                len(failed),
-                len(messages),
-                attempt,
-            )
-            # Resending the acknowledged ones is unnecessary; resending a failed one that
-            # was in fact stored is harmless: its Nats-Msg-Id makes it a duplicate.
-            messages = [messages[i] for i in failed]
-            if attempt < self.conf.publish_attempts:
-                await asyncio.sleep(delay)
-                delay = min(delay * 4, 5.0)
-        raise PublishError(f"{len(messages)} records not acknowledged by JetStream")
+        lost = await self.policy.run(messages, self._attempt, on_retry=self._retried)
+        if lost:
+            # Not a drop: the batch stays buffered and is published again later.
+            raise PublishError(f"{len(lost)} records not acknowledged by JetStream")

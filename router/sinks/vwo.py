@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import aiohttp
 import msgspec
 
 from .. import __version__
-from ..deadletter import DeadLetters
 from ..records import Record, VwoConversion
-from .base import Kind
+from . import retry
+from .base import Dropped, Kind
 from .http import HttpDeliverySink
-from .retry import Backoff, Sleep, sleep
+from .retry import Action, Backoff, RetryPolicy, Sleep, sleep
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +89,26 @@ def payload(
     return {"d": d}
 
 
+def classify(status: int) -> Action:
+    """Never retry a 400; retry anything else within the budget."""
+    if 200 <= status < 300:
+        return retry.Done()
+    if status == 400:
+        return retry.Drop("bad_request")
+    return retry.Retry(f"http_{status}")
+
+
+Item = tuple[VwoConversion, dict[str, Any]]
+
+
+def _conversion(item: Item) -> VwoConversion:
+    return item[0]
+
+
 class VwoSink(HttpDeliverySink):
     """Sends conversions through `batch-events-v2` (or `/events/t` one by one)."""
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"vwo"})
-    dead_letter_noun: ClassVar[str] = "conversion"
 
     def __init__(
         self,
@@ -104,7 +118,6 @@ class VwoSink(HttpDeliverySink):
         sdk_key: str,
         url: str,
         settings_path: str,
-        deadletters: DeadLetters,
         batch_events: bool = True,
         authorization_header: bool = True,
         user_field: str = "uid",
@@ -117,10 +130,7 @@ class VwoSink(HttpDeliverySink):
         sleep: Sleep = sleep,
     ) -> None:
         super().__init__(
-            name,
-            deadletters=deadletters,
-            concurrency=concurrency,
-            request_timeout_seconds=request_timeout_seconds,
+            name, concurrency=concurrency, request_timeout_seconds=request_timeout_seconds
         )
         self.account_id = account_id
         self.sdk_key = sdk_key
@@ -129,14 +139,11 @@ class VwoSink(HttpDeliverySink):
         self.batch_events = batch_events
         self.authorization_header = authorization_header
         self.user_field = user_field
-        self.max_retries = max_retries
-        self.backoff = backoff or Backoff(2.0, 60.0)
+        self.policy = RetryPolicy(max_retries, backoff or Backoff(2.0, 60.0), sleep)
         self.sdk_name = sdk_name
         self.sdk_version = sdk_version or __version__
-        self.sleep = sleep
         self.identifiers: frozenset[str] = frozenset()
         self._not_found_logged: set[str] = set()
-        self._requests = asyncio.Semaphore(concurrency)
         self._encoder = msgspec.json.Encoder()
 
     async def start(self) -> None:
@@ -150,14 +157,16 @@ class VwoSink(HttpDeliverySink):
         value = conversion.properties.get(self.user_field)
         return str(value) if value not in (None, "") else None
 
-    async def send(self, records: Sequence[Record]) -> None:
-        ready: list[tuple[VwoConversion, dict[str, Any]]] = []
-        refused: list[tuple[str, Any]] = []
+    async def send(self, records: Sequence[Record]) -> list[Dropped]:
+        ready: list[Item] = []
+        dropped: list[Dropped] = []
         for record in records:
             if not isinstance(record, VwoConversion):
-                refused.append(("not_a_vwo_conversion", record))
+                dropped.append(Dropped("not_a_vwo_conversion", record))
                 continue
             if record.name not in self.identifiers:
+                # Not an error (the SDK skips it too): counted, not dead-lettered.
+                dropped.append(Dropped("event_not_found", record, keep=False))
                 self._count("sink.event_not_found", 1)
                 if record.name not in self._not_found_logged:
                     # Names come from the rule table, so this set stays small.
@@ -171,7 +180,7 @@ class VwoSink(HttpDeliverySink):
                 continue
             user = self._user_id(record)
             if user is None:
-                refused.append(("missing_user_id", record))
+                dropped.append(Dropped("missing_user_id", record))
                 continue
             ready.append(
                 (
@@ -186,34 +195,42 @@ class VwoSink(HttpDeliverySink):
                     ),
                 )
             )
-        await self._dead_letter(refused)
         if not ready:
-            return
+            return dropped
         if self.batch_events:
-            await self._deliver(ready, self._batch_request(ready))
+            batches = [ready]
+            attempt = self._post_batch
         else:
-            await asyncio.gather(
-                *(self._deliver([item], self._single_request(item)) for item in ready)
+            batches = [[item] for item in ready]
+            attempt = self._post_single
+        for part in await asyncio.gather(
+            *(
+                self.policy.run(batch, attempt, letter=_conversion, on_retry=self._retried)
+                for batch in batches
             )
+        ):
+            dropped += part
+        return dropped
 
-    def _batch_request(self, items: list[tuple[VwoConversion, dict[str, Any]]]) -> dict[str, Any]:
+    async def _post_batch(self, items: list[Item]) -> Action:
         headers = {"Content-Type": "application/json"}
         if self.authorization_header:
             headers["Authorization"] = self.sdk_key
-        return {
-            "url": f"{self.url}/server-side/batch-events-v2",
-            "params": {
+        status, _ = await self._post(
+            f"{self.url}/server-side/batch-events-v2",
+            params={
                 "a": str(self.account_id),
                 "env": self.sdk_key,
                 "sn": self.sdk_name,
                 "sv": self.sdk_version,
             },
-            "data": self._encoder.encode({"ev": [p for _, p in items]}),
-            "headers": headers,
-        }
+            data=self._encoder.encode({"ev": [p for _, p in items]}),
+            headers=headers,
+        )
+        return classify(status)
 
-    def _single_request(self, item: tuple[VwoConversion, dict[str, Any]]) -> dict[str, Any]:
-        conversion, body = item
+    async def _post_single(self, items: list[Item]) -> Action:
+        ((conversion, body),) = items
         params = {
             "en": conversion.name,
             "a": str(self.account_id),
@@ -228,42 +245,10 @@ class VwoSink(HttpDeliverySink):
             params["visitor_ua"] = conversion.user_agent
         if conversion.ip:
             params["visitor_ip"] = conversion.ip
-        return {
-            "url": f"{self.url}/events/t",
-            "params": params,
-            "data": self._encoder.encode(body),
-            "headers": {"Content-Type": "application/json"},
-        }
-
-    async def _post(self, request: dict[str, Any]) -> int | str:
-        assert self._session is not None, "sink not started"
-        async with self._requests:
-            try:
-                async with self._session.post(**request) as resp:
-                    await resp.read()
-                    return resp.status
-            except TimeoutError:
-                return "timeout"
-            except aiohttp.ClientError as exc:
-                return type(exc).__name__
-
-    async def _deliver(
-        self, items: list[tuple[VwoConversion, dict[str, Any]]], request: dict[str, Any]
-    ) -> None:
-        """Never retry a 400; retry anything else `max_retries` times, then dead-letter."""
-        attempt = 0
-        while True:
-            result = await self._post(request)
-            if isinstance(result, int) and 200 <= result < 300:
-                self._count("sink.sent", len(items))
-                return
-            if result == 400:
-                await self._dead_letter([("bad_request", c) for c, _ in items])
-                return
-            reason = result if isinstance(result, str) else f"http_{result}"
-            attempt += 1
-            if attempt > self.max_retries:
-                await self._dead_letter([(f"gave_up:{reason}", c) for c, _ in items])
-                return
-            self._count("sink.retried", len(items), reason=reason)
-            await self.sleep(self.backoff.delay(attempt))
+        status, _ = await self._post(
+            f"{self.url}/events/t",
+            params=params,
+            data=self._encoder.encode(body),
+            headers={"Content-Type": "application/json"},
+        )
+        return classify(status)

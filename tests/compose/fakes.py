@@ -1,7 +1,7 @@
 """The fake Amplitude and VWO of the compose test, as one container's process.
 
 `python -m tests.compose.fakes` serves FakeAmplitude on :8000 and FakeVwo on :8001 (the
-tests' own fakes, tests/fakes/), plus, on each, `GET /_state` (what arrived, for the
+tests' own fakes, fakes/), plus, on each, `GET /_state` (what arrived, for the
 check script) and `/__lbheartbeat__` (the service's healthcheck). FAKE_DELAY_MS slows
 every delivery down, so that the check can kill a forwarder while it holds messages.
 """
@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..fakes.amplitude import FakeAmplitude
-from ..fakes.vwo import FakeVwo
+from fakes.amplitude import FakeAmplitude
+from fakes.vwo import FakeVwo
 
 DELAY = int(os.environ.get("FAKE_DELAY_MS", "0")) / 1000
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from .enrich.locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
 from .errors import ConfigError, Problem
-from .locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
 
 ENV_PREFIX = "METRICS_ROUTER_"
 

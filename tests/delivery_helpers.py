@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from router.deadletter import DeadLetter, DeadLetters
 from router.dispatch import Delivery
+from router.dispatch.deadletter import DeadLetter, DeadLetters
 from router.records import AmplitudeEvent, Record
 from router.sinks.amplitude import AmplitudeSink
 from router.sinks.base import Sink

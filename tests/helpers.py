@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 
 from .conftest import FLOW_KEY
 

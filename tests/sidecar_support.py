@@ -11,8 +11,8 @@ import pytest
 from blockbuster import BlockBuster
 
 from router.config import Settings, SidecarSettings
-from router.registry import Registry
 from router.ruletable import Mapping, Output, RuleTable
+from router.ruletable.registry import Registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

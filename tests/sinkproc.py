@@ -11,7 +11,7 @@ import sys
 
 from router.cli import main
 from router.config import Settings, SinkSettings
-from router.deadletter import DeadLetters
+from router.dispatch.deadletter import DeadLetters
 from router.sinks import FACTORIES, Sink
 
 from .destinations import FlowPostSink

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
+from router.bus.forward import Forwarder, build_destination
 from router.config import ENV_PREFIX, Settings, _env_keys, deadletter_path, load_settings
-from router.deadletter import DeadLetters
-from router.forward import Forwarder, build_destination
+from router.dispatch.deadletter import DeadLetters
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = {env for env, _, _ in _env_keys(Settings)}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from router.context import MemcachedStore, StashService, stash_key
+from router.enrich.context import MemcachedStore, StashService, stash_key
 from router.events import MetricsContext
 from router.sinks.memory import MemorySink
 from router.stats import Stats

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from router.openapi import document
+from router.watching.openapi import document
 
 from .conftest import FLOW_KEY
 from .process import RouterProcess

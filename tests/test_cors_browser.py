@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from router.app import make_app
 from router.config import Settings, override
-from router.registry import Registry
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from fakes.vwo import FakeVwo
-from router.deadletter import DeadLetters
+from router.dispatch.deadletter import DeadLetters
 from router.dispatch.replay import replay
 from router.records import AmplitudeEvent, FlowEvent, Record, VwoConversion
 

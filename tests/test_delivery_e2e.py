@@ -23,8 +23,8 @@ from router.config import (
 )
 from router.dispatch import MemoryBuffer, SinkRunner
 from router.ids import hash_id, insert_id
-from router.registry import load_registry
 from router.ruletable import Mapping, RuleTable, default_rules_path
+from router.ruletable.registry import load_registry
 from router.sinks.memory import MemorySink
 from router.sinks.vwo import visitor_id
 from router.state import DISPATCHER

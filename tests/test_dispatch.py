@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from router.deadletter import DeadLetters
 from router.dispatch import MemoryBuffer, SinkRunner, SpoolBuffer
+from router.dispatch.deadletter import DeadLetters
+from router.dispatch.spool import Spool
 from router.records import FlowEvent, Record
 from router.sinks.base import Dropped, Kind, Sink
-from router.spool import Spool
 from router.stats import Stats
 
 from .spool_sinks import GatedSink, VolatileGatedSink, events, times

@@ -15,17 +15,17 @@ import pytest
 from router import __version__
 from router.app import make_app
 from router.config import Settings, load_settings, override
+from router.enrich.flow import FlowSigner
+from router.enrich.geo import GeoDB, Location, _is_ip, default_database, is_ip
+from router.enrich.useragent import UserAgentParser, _family, _version
 from router.errors import ConfigError
-from router.flow import FlowSigner
-from router.geo import GeoDB, Location, _is_ip, default_database, is_ip
 from router.mapping import Pipeline
-from router.registry import Registry
-from router.ruleset import RuleSet
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
+from router.ruletable.ruleset import RuleSet
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER, PIPELINE
 from router.stats import Stats
-from router.useragent import UserAgentParser, _family, _version
 
 from .conftest import AiohttpClient, Client
 from .helpers import body

@@ -18,11 +18,11 @@ from router.config import (
     load_settings,
     override,
 )
-from router.deadletter import DeadLetters
+from router.dispatch.deadletter import DeadLetters
 from router.errors import ConfigError
 from router.records import ActivityEvent, AmplitudeEvent, FlowEvent
-from router.registry import Registry
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
 from router.sinks import build_sinks
 from router.sinks.log import LogSink
 from router.sinks.memory import MemorySink

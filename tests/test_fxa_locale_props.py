@@ -6,11 +6,11 @@ import pytest
 
 from router.app import make_app
 from router.config import Settings, load_settings, override
+from router.enrich.flow import now_ms
+from router.enrich.locale import LocaleMatcher, parse_accept_language
 from router.errors import ConfigError
-from router.flow import now_ms
-from router.locale import LocaleMatcher, parse_accept_language
-from router.registry import Registry
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

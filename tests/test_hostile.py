@@ -125,10 +125,10 @@ async def test_deep_nesting_is_refused(aiohttp_client: Any, rules: RuleTable) ->
 
 
 async def test_many_distinct_event_names_do_not_grow_the_cache(rules: RuleTable) -> None:
+    from router.enrich.flow import FlowSigner, now_ms
     from router.events import metrics_body_decoder
-    from router.flow import FlowSigner, now_ms
     from router.mapping import Pipeline, RequestInfo
-    from router.ruleset import RuleSet
+    from router.ruletable.ruleset import RuleSet
     from router.stats import Stats
 
     conf_key = "k"

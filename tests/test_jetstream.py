@@ -20,10 +20,10 @@ from nats.errors import TimeoutError as NatsTimeout
 from fakes.amplitude import FakeAmplitude
 from router import bus
 from router.app import make_app
+from router.bus.forward import Forwarder, build_destination
 from router.config import Settings
-from router.deadletter import DeadLetters
+from router.dispatch.deadletter import DeadLetters
 from router.errors import PublishError
-from router.forward import Forwarder, build_destination
 from router.ids import insert_id, vwo_id
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.ruletable import RuleTable

@@ -9,8 +9,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from router.deadletter import DeadLetters
-from router.forward import Forwarder
+from router.bus.forward import Forwarder
+from router.dispatch.deadletter import DeadLetters
 from router.records import AmplitudeEvent, Record, VwoConversion
 from router.sinks.jetstream import JetStreamSink
 

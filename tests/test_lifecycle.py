@@ -17,10 +17,10 @@ from router.config import (
     SinkSettings,
     override,
 )
-from router.deadletter import DeadLetters
+from router.dispatch.deadletter import DeadLetters
 from router.errors import BadRequest, Forbidden, HttpError, Unauthorized, Unavailable
-from router.ruleset import RuleSet
 from router.ruletable import RuleTable, default_rules_path
+from router.ruletable.ruleset import RuleSet
 from router.sinks import FACTORIES, Sink
 from router.sinks.memory import MemorySink
 from router.state import DEADLETTERS, DISPATCHER, PIPELINE

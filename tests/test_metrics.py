@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from router.flow import now_ms
+from router.enrich.flow import now_ms
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

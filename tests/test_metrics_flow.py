@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

@@ -12,7 +12,7 @@ import pytest
 
 from router.cli import main
 from router.events import EVENT_TYPE, FlowQuery, MetricsBody, _checked_fields
-from router.openapi import document, document_bytes, ecma_pattern
+from router.watching.openapi import document, document_bytes, ecma_pattern
 
 from .conftest import Client
 

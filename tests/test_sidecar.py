@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from router.cli import main
-from router.context import MemoryStore
-from router.flow import now_ms
-from router.registry import check_registry, load_registry
+from router.enrich.context import MemoryStore
+from router.enrich.flow import now_ms
 from router.ruletable import RuleTable
+from router.ruletable.registry import check_registry, load_registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats

@@ -10,11 +10,11 @@ from blockbuster import BlockBuster
 
 from router.app import make_app
 from router.config import Settings, override
-from router.deadletter import DeadLetters
 from router.dispatch import SinkRunner, SpoolBuffer
+from router.dispatch.deadletter import DeadLetters
+from router.dispatch.spool import Spool
 from router.records import FlowEvent, decode_batch, encode_batch
 from router.ruletable import RuleTable
-from router.spool import Spool
 from router.state import DISPATCHER
 from router.stats import Stats
 

@@ -14,8 +14,8 @@ from blockbuster import BlockBuster
 
 from router.app import make_app
 from router.config import Settings, StatsSettings, override
-from router.registry import Registry
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER, STATS
 from router.stats import Stats, StatsdExporter

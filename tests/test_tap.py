@@ -16,7 +16,7 @@ import pytest
 from router.config import Settings, override
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER, STATS, TAP
-from router.tap import Subscriber, TapFilter
+from router.watching.tap import Subscriber, TapFilter
 
 from .conftest import FLOW_KEY, AiohttpClient, Client
 from .helpers import body

@@ -5,7 +5,7 @@ Public API (used by the HTTP service):
 - `load_rules(paths)` -> `RuleTable`, raising `RuleError` that lists every problem;
 - `check_rules(paths)` -> every error and warning, never raising for rule problems;
 - `read_sources(paths)` + `compile_sources(...)`: the same in two steps, so the event
-  registry is built from the same read (`router.ruleset`);
+  registry is built from the same read (`router.ruletable.ruleset`);
 - `RuleTable.match(name)` -> `Mapping | None` (hot path, cached), `RuleTable.explain(name)`;
 - `default_rules_path()` -> the bundled `rules/` directory;
 - `compile_rules_from_dict(data)` for tests and benchmarks.

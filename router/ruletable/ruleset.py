@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Problem
+from ..errors import Problem
+from . import DEFAULT_CACHE_SIZE, RuleTable, compile_sources, read_sources
 from .registry import Registry, compile_registry
-from .ruletable import DEFAULT_CACHE_SIZE, RuleTable, compile_sources, read_sources
 
 
 @dataclass(frozen=True, slots=True)

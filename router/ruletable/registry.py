@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import BadRequest, Problem, RegistryError
-from .events import ServerEvent
-from .ruletable.sources import Source, read_sources
+from ..errors import BadRequest, Problem, RegistryError
+from ..events import ServerEvent
+from .sources import Source, read_sources
 
 AttrType = Literal["str", "int", "float", "bool"]
 _CHECKS: dict[str, tuple[type, ...]] = {

@@ -22,8 +22,8 @@ import aiomcache
 import msgspec
 from uhashring import HashRing
 
-from .events import MetricsContext
-from .stats import Stats
+from ..events import MetricsContext
+from ..stats import Stats
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 contract of every endpoint, built from the msgspec Structs the router uses.
 
 Request schemas come from the Structs the handlers decode with (`router/events.py`),
-response schemas from the Structs below (and the tap's lines in `router/tap.py`), so
+response schemas from the Structs below (and the tap's lines in `router/watching/tap.py`), so
 the document cannot describe a field the decoder does not know. It is served at
 `/__openapi__` and written to `docs/openapi.json` by `metrics-router openapi`; a test
 fails when the two drift, and schemathesis holds the running router to it.
@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from . import __version__
-from .events import (
+from .. import __version__
+from ..events import (
     EVENT_TYPE,
     FlowQuery,
     MetricsBody,

@@ -19,7 +19,7 @@ from typing import Any
 import maxminddb
 import msgspec
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class Location(msgspec.Struct, frozen=True, gc=False):

@@ -19,8 +19,8 @@ from typing import Any, Self
 import aiosqlite
 import msgspec
 
-from .records import TYPES, Record, kind_of
-from .stats import Stats
+from ..records import TYPES, Record, kind_of
+from ..stats import Stats
 
 _encoder = msgspec.json.Encoder()
 

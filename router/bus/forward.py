@@ -26,17 +26,17 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from . import bus
-from .config import JetStreamSinkSettings, Settings, deadletter_path
-from .deadletter import DeadLetters
-from .dispatch.buffer import SourceBuffer, Ticket
-from .dispatch.runner import Delivery, SinkRunner
-from .errors import ConfigError, DeadLetterError
-from .records import Record
-from .sinks import FACTORIES, Sink, SinkFactory
-from .sinks.base import Dropped
-from .sinks.retry import Backoff
-from .stats import Stats, exporting
+from .. import bus
+from ..config import JetStreamSinkSettings, Settings, deadletter_path
+from ..dispatch.buffer import SourceBuffer, Ticket
+from ..dispatch.deadletter import DeadLetters
+from ..dispatch.runner import Delivery, SinkRunner
+from ..errors import ConfigError, DeadLetterError
+from ..records import Record
+from ..sinks import FACTORIES, Sink, SinkFactory
+from ..sinks.base import Dropped
+from ..sinks.retry import Backoff
+from ..stats import Stats, exporting
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def forward(
     settings: Settings, destination: str, factories: Mapping[str, SinkFactory] = FACTORIES
 ) -> None:
     """`metrics-router forward`: run one delivery worker until SIGTERM/SIGINT."""
-    from .server import new_event_loop
+    from ..server import new_event_loop
 
     conf = bus_settings(settings)
     # One Stats for the forwarder, its sink and its dead letters, exported like serve's.

@@ -25,11 +25,11 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Struct
 
-from .events import MetricsBody
-from .flow import now_ms
-from .fxa_fields import client_metrics
-from .mapping import FLOW_BEGIN, FORM_TYPES, Pipeline, RequestInfo, ServerItem
-from .records import ActivityEvent, ClientMetrics, FlowEvent, Record, RecordBatch, VwoConversion
+from ..enrich.flow import now_ms
+from ..events import MetricsBody
+from ..fxa_fields import client_metrics
+from ..mapping import FLOW_BEGIN, FORM_TYPES, Pipeline, RequestInfo, ServerItem
+from ..records import ActivityEvent, ClientMetrics, FlowEvent, Record, RecordBatch, VwoConversion
 
 Kind = Literal["flow", "amplitude", "vwo"]
 KINDS: tuple[Kind, ...] = ("flow", "amplitude", "vwo")

@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from .config import JetStreamSinkSettings
-from .records import TYPES, Record, decode_batch, encode_batch, kind_of
+from ..config import JetStreamSinkSettings
+from ..records import TYPES, Record, decode_batch, encode_batch, kind_of
 
 log = logging.getLogger(__name__)
 

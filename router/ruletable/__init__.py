@@ -1,5 +1,9 @@
 """The rule table: compiles rule files into an exact dict plus ordered fuzzy regexes.
 
+`sources` reads the files once; `compiler` checks and compiles them (`binder` one rule,
+`shadows` the rules that never fire) into a `table`; `registry` takes the server-side event
+types from the same read, and `ruleset` holds both, swapped whole on reload.
+
 Public API (used by the HTTP service):
 
 - `load_rules(paths)` -> `RuleTable`, raising `RuleError` that lists every problem;

@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta
 
-from .enrich.locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
-from .errors import ConfigError, Problem
-
-ENV_PREFIX = "METRICS_ROUTER_"
+from ..enrich.locale import FXA_DEFAULT_LANGUAGE, FXA_SUPPORTED_LANGUAGES
+from ..errors import ConfigError, Problem
+from .sections import Section, check_keys, overlay_env
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 NonNegative = Annotated[int, Meta(ge=0)]
 Positive = Annotated[int, Meta(ge=1)]
 ClientId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
-
-
-class Section(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Base for config sections: unknown keys are errors; values never change once read."""
 
 
 class ServerSettings(Section, frozen=True):
@@ -315,104 +308,6 @@ def enabled_sinks(settings: Settings) -> list[tuple[str, SinkSettings]]:
     return list(_enabled_sinks(settings.sinks))
 
 
-def _section_type(tp: Any) -> type[Section] | None:
-    """The Section class behind a field type (unwrapping `X | None`)."""
-    if isinstance(tp, type) and issubclass(tp, Section):
-        return tp
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        for arg in typing.get_args(tp):
-            found = _section_type(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _fields(cls: type[Section]) -> dict[str, Any]:
-    return typing.get_type_hints(cls, include_extras=True)
-
-
-def _env_keys(
-    cls: type[Section], path: tuple[str, ...] = ()
-) -> Iterator[tuple[str, tuple[str, ...], Any]]:
-    """Yield (ENV_NAME, key path, type) for every scalar key below cls."""
-    for name, tp in _fields(cls).items():
-        sub = _section_type(tp)
-        if sub is not None:
-            yield from _env_keys(sub, (*path, name))
-        else:
-            env = ENV_PREFIX + "_".join((*path, name)).upper()
-            yield env, (*path, name), tp
-
-
-def _env_value(raw: str, tp: Any) -> Any:
-    origin = typing.get_origin(tp) or tp
-    if origin in (list, dict):
-        text = raw.strip()
-        if text.startswith(("[", "{")):
-            return msgspec.json.decode(text)
-        if origin is list:
-            return [item.strip() for item in text.split(",") if item.strip()]
-    return raw
-
-
-def _env_problem(env: str, message: str) -> Problem:
-    return Problem(file="environment", where=env, message=message)
-
-
-def _overlay_env(data: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> None:
-    known = {env: (path, tp) for env, path, tp in _env_keys(Settings)}
-    for env, raw in environ.items():
-        if not env.startswith(ENV_PREFIX):
-            continue
-        if env not in known:
-            problems.append(_env_problem(env, f"{env} is not a known setting"))
-            continue
-        path, tp = known[env]
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                problems.append(_env_problem(env, f"overrides a non-table [{part}]"))
-                break
-            node = child
-        else:
-            try:
-                node[path[-1]] = _env_value(raw, tp)
-            except msgspec.DecodeError as exc:
-                problems.append(_env_problem(env, str(exc)))
-
-
-def _check(
-    cls: type[Section], data: Any, where: str, problems: list[tuple[str, str]]
-) -> dict[str, Any]:
-    """Convert each key on its own so that every bad key is reported, not just the first.
-
-    Problems are (key path, message) pairs; the caller knows the file.
-    """
-    if not isinstance(data, dict):
-        problems.append((where, f"expected a table, got {type(data).__name__}"))
-        return {}
-    fields = _fields(cls)
-    good: dict[str, Any] = {}
-    for key, value in data.items():
-        label = f"{where}.{key}" if where else key
-        if key not in fields:
-            problems.append((label, "unknown key"))
-            continue
-        sub = _section_type(fields[key])
-        if sub is not None:
-            checked = _check(sub, value, label, problems)
-            good[key] = checked
-            continue
-        try:
-            msgspec.convert(value, fields[key], strict=False)
-        except msgspec.ValidationError as exc:
-            problems.append((label, str(exc)))
-            continue
-        good[key] = value
-    return good
-
-
 def load_settings(
     path: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -429,9 +324,9 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             line = getattr(exc, "lineno", None)
             raise ConfigError([Problem(file=file, line=line, message=str(exc))]) from exc
-    _overlay_env(data, os.environ if environ is None else environ, problems)
+    overlay_env(Settings, data, os.environ if environ is None else environ, problems)
     keys: list[tuple[str, str]] = []
-    good = _check(Settings, data, "", keys)
+    good = check_keys(Settings, data, "", keys)
     problems += [Problem(file=file, where=where, message=message) for where, message in keys]
     if problems:
         raise ConfigError(problems)

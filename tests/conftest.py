@@ -16,7 +16,7 @@ from router.ruletable.registry import Registry, load_registry
 from router.sinks.memory import MemorySink
 from router.stats import Stats
 
-pytest_plugins = ["tests.sidecar_support"]
+pytest_plugins = ["tests.support.sidecar"]
 
 FLOW_KEY = "test-flow-key"
 CLIENT_ID = "5882386c6d801776"

@@ -31,8 +31,8 @@ from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
-from .delivery_helpers import HMAC_KEY, UID, AiohttpServer, amplitude_sink, event
-from .helpers import body
+from .support.bodies import body
+from .support.delivery import HMAC_KEY, UID, AiohttpServer, amplitude_sink, event
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 Client = TestClient[web.Request, web.Application]

@@ -21,8 +21,8 @@ from router.state import DISPATCHER, STATS
 from router.stats import Stats, StatsdExporter
 
 from .conftest import AiohttpClient, Client
-from .helpers import body
-from .sidecar_support import TOKEN, AuthRules, MakeClient, event, send
+from .support.bodies import body
+from .support.sidecar import TOKEN, AuthRules, MakeClient, event, send
 
 
 class Collector(asyncio.DatagramProtocol):

@@ -51,26 +51,23 @@ def _parse_float(text: str) -> float:
         return 1.0
 
 
-def language_from(locale: str) -> str:
-    parts = locale.replace("_", "-").split("-")
+def _recase(parts: list[str], sep: str) -> str | None:
+    """i18n-abide's casing: `ll`, `ll<sep>CC` (of two or three parts, the last); else None."""
     if len(parts) == 1:
         return parts[0].lower()
-    if len(parts) == 2:
-        return f"{parts[0].lower()}-{parts[1].upper()}"
-    if len(parts) == 3:
-        return f"{parts[0].lower()}-{parts[2].upper()}"
-    return locale
+    if len(parts) in (2, 3):
+        return f"{parts[0].lower()}{sep}{parts[-1].upper()}"
+    return None
+
+
+def language_from(locale: str) -> str:
+    cased = _recase(locale.replace("_", "-").split("-"), "-")
+    return locale if cased is None else cased
 
 
 def locale_from(language: str) -> str:
-    parts = language.split("-")
-    if len(parts) == 1:
-        return parts[0].lower()
-    if len(parts) == 2:
-        return f"{parts[0].lower()}_{parts[1].upper()}"
-    if len(parts) == 3:
-        return f"{parts[0].lower()}_{parts[2].upper()}"
-    return language
+    cased = _recase(language.split("-"), "_")
+    return language if cased is None else cased
 
 
 class LocaleMatcher:

@@ -95,8 +95,7 @@ def compile_sources(
                 report.add(
                     src,
                     label,
-                    f"duplicate exact key, first defined in {first.file}"
-                    f"{'' if first.line is None else f' line {first.line}'}",
+                    f"duplicate exact key, first defined in {_at(first.file, first.line)}",
                     line,
                 )
                 continue
@@ -153,6 +152,29 @@ def _schema_line(src: Source, rule: str) -> int | None:
     return src.section_line(section)
 
 
+def _at(file: str, line: int | None) -> str:
+    return file if line is None else f"{file} line {line}"
+
+
+def _merge_entry(
+    seen: dict[str, _Located],
+    key: str,
+    value: str,
+    src: Source,
+    line: int | None,
+    where: str,
+    what: str,
+    report: Report,
+) -> None:
+    """Keep the first definition of `key`; a later, different value is an error naming it."""
+    first = seen.get(key)
+    if first is None:
+        seen[key] = _Located(value, src.file, line)
+    elif first.value != value:
+        message = f"{what} conflicts with {first.value!r} from {_at(first.file, first.line)}"
+        report.add(src, where, message, line)
+
+
 def _merge_groups(decoded: list[tuple[Source, Any]], report: Report) -> dict[str, str]:
     seen: dict[str, _Located] = {}
     for src, rule_file in decoded:
@@ -161,17 +183,8 @@ def _merge_groups(decoded: list[tuple[Source, Any]], report: Report) -> dict[str
             if not WORD.match(name):
                 report.add(src, f"groups.{key}", f"group name {name!r} must match ^\\w+$", line)
                 continue
-            first = seen.get(key)
-            if first is None:
-                seen[key] = _Located(name, src.file, line)
-            elif first.value != name:
-                report.add(
-                    src,
-                    f"groups.{key}",
-                    f"group {key!r} = {name!r} conflicts with {first.value!r} "
-                    f"from {first.file}{'' if first.line is None else f' line {first.line}'}",
-                    line,
-                )
+            what = f"group {key!r} = {name!r}"
+            _merge_entry(seen, key, name, src, line, f"groups.{key}", what, report)
     return {key: loc.value for key, loc in seen.items()}
 
 
@@ -190,15 +203,6 @@ def _merge_lookups(decoded: list[tuple[Source, Any]], report: Report) -> dict[st
             merged = seen.setdefault(table, {})
             for key, value in entries.items():
                 line = src.key_line(f"lookups.{table}", key)
-                first = merged.get(key)
-                if first is None:
-                    merged[key] = _Located(value, src.file, line)
-                elif first.value != value:
-                    report.add(
-                        src,
-                        f"lookups.{table}.{key}",
-                        f"{key!r} = {value!r} conflicts with {first.value!r} from {first.file}"
-                        f"{'' if first.line is None else f' line {first.line}'}",
-                        line,
-                    )
+                where, what = f"lookups.{table}.{key}", f"{key!r} = {value!r}"
+                _merge_entry(merged, key, value, src, line, where, what, report)
     return {t: {k: loc.value for k, loc in entries.items()} for t, entries in seen.items()}

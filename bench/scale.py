@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 def _body() -> str:
     sys.path.insert(0, str(ROOT))
-    from router.flow import FlowSigner, now_ms
+    from router.enrich.flow import FlowSigner, now_ms
 
     flow_id, begin = FlowSigner(FLOW_KEY).create(now_ms() - 10_000)
     start = begin + 1000
@@ -117,9 +117,9 @@ def run_workers(duration_s: float, workers: int, connections: int = 64) -> dict[
 
 async def _jetstream(duration_s: float) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
+    from router.bus.forward import Forwarder
     from router.config import JetStreamSinkSettings
-    from router.deadletter import DeadLetters
-    from router.forward import Forwarder
+    from router.dispatch.deadletter import DeadLetters
     from router.records import AmplitudeEvent
     from router.sinks.jetstream import JetStreamSink
     from router.sinks.memory import MemorySink

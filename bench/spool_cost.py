@@ -23,7 +23,7 @@ from aiohttp import web
 
 from router.app import make_app
 from router.config import load_settings, override
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 from router.records import Record
 from router.sinks.base import Kind, Sink
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 
 FLOW_KEY = "bench-flow-key-not-secret"
 USER_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:128.0) Gecko/20100101 Firefox/128.0"

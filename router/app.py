@@ -20,24 +20,24 @@ from aiohttp import web
 from . import __version__
 from .checks import check, prepare, rule_paths
 from .config import Settings, SinkSettings, deadletter_path
-from .context import ContextStore, MemcachedStore, MemoryStore, StashService
-from .deadletter import DeadLetters
 from .dispatch import DiskCheck, Dispatcher, MemoryBuffer, SinkRunner, SpoolBuffer
-from .flow import FlowSigner
-from .geo import GeoDB
+from .dispatch.deadletter import DeadLetters
+from .dispatch.spool import Spool
+from .enrich.context import ContextStore, MemcachedStore, MemoryStore, StashService
+from .enrich.flow import FlowSigner
+from .enrich.geo import GeoDB
+from .enrich.locale import LocaleMatcher
 from .handlers import admin, dockerflow, sidecar
 from .handlers.common import error_middleware
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .ingest import Deferred
-from .locale import LocaleMatcher
 from .mapping import Pipeline
-from .registry import Registry, load_registry
-from .ruleset import RuleSet
 from .ruletable import RuleTable
+from .ruletable.registry import Registry, load_registry
+from .ruletable.ruleset import RuleSet
 from .sinks import FACTORIES, Sink, SinkFactory, build_sinks
 from .sinks.log import LogSink
-from .spool import Spool
 from .state import (
     ALLOWED_ORIGINS,
     DEADLETTERS,
@@ -51,7 +51,7 @@ from .state import (
     TAP,
 )
 from .stats import Stats, exporting
-from .tap import Tap
+from .watching.tap import Tap
 
 log = logging.getLogger(__name__)
 

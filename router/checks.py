@@ -17,8 +17,8 @@ import msgspec
 
 from .config import Settings, deadletter_path, enabled_sinks
 from .errors import Problem, StartupError
-from .ruleset import RuleSet, read_ruleset
 from .ruletable import default_rules_path
+from .ruletable.ruleset import RuleSet, read_ruleset
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from .config import Settings, load_settings, override
 from .errors import ConfigError, Problem, ProblemsError, summary
 
 if TYPE_CHECKING:
-    from .deadletter import DeadLetter, DeadLetters
+    from .dispatch.deadletter import DeadLetter, DeadLetters
     from .sinks import SinkFactory
 
 
@@ -57,8 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
+    from .bus.forward import forward
     from .checks import prepare
-    from .forward import forward
 
     settings = load_settings(args.config)
     forward_keys: dict[str, Any] = {}
@@ -112,7 +112,7 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
 
 def _dlq_store(args: argparse.Namespace) -> tuple[Settings, DeadLetters]:
     from .config import deadletter_path
-    from .deadletter import DeadLetters
+    from .dispatch.deadletter import DeadLetters
 
     settings = load_settings(args.config)
     return settings, DeadLetters(args.path or deadletter_path(settings))
@@ -218,7 +218,7 @@ def _router_url(args: argparse.Namespace, settings: Settings) -> str:
 
 def cmd_tap(args: argparse.Namespace) -> int:
     from .console.tap import tap
-    from .tap import TapFilter
+    from .watching.tap import TapFilter
 
     settings = load_settings(args.config)
     filters = TapFilter(event=args.event, kind=args.kind, sink=args.sink, rejected=args.rejected)
@@ -234,7 +234,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from .openapi import document_bytes
+    from .watching.openapi import document_bytes
 
     if args.output:
         Path(args.output).write_bytes(document_bytes())

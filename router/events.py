@@ -3,7 +3,7 @@ r"""Inbound wire formats: the bodies and queries browsers send, as msgspec Struc
 Patterns and bounds follow FxA's content-server validation; the decoder's error
 message carries the `$.path` of the failing field. FxA's patterns are JavaScript
 regexes: `\w` is ASCII only and `$` is the end of the text, so ours are `(?a)...\Z`
-(Python's `$` also matches before a final newline; `router/openapi.py` writes them
+(Python's `$` also matches before a final newline; `router/watching/openapi.py` writes them
 back in JavaScript's dialect for the OpenAPI document).
 
 `POST /metrics` bodies are the hot path: their string patterns are `Checked` after

@@ -7,7 +7,7 @@ import asyncio
 from .dispatch import Dispatcher
 from .events import MetricsBody
 from .mapping import Pipeline, RequestInfo
-from .tap import Tap
+from .watching.tap import Tap
 
 
 class Deferred:

@@ -14,17 +14,17 @@ from typing import Any
 
 import msgspec
 
+from .enrich.flow import FlowProblem, FlowSigner
+from .enrich.geo import GeoDB, Location
+from .enrich.locale import LocaleMatcher
+from .enrich.useragent import UserAgentParser
 from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
-from .flow import FlowProblem, FlowSigner
 from .fxa_fields import client_metrics, sync_devices, user_preferences
-from .geo import GeoDB, Location
-from .locale import LocaleMatcher
 from .records import ActivityEvent, AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
-from .registry import EventSpec
-from .ruleset import RuleSet
 from .ruletable import Mapping, RuleTable
+from .ruletable.registry import EventSpec
+from .ruletable.ruleset import RuleSet
 from .stats import Stats
-from .useragent import UserAgentParser
 
 log = logging.getLogger("metrics.context")
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .app import make_app
 from .config import Settings
-from .ruleset import RuleSet
+from .ruletable.ruleset import RuleSet
 from .sinks import FACTORIES, SinkFactory
 
 log = logging.getLogger(__name__)

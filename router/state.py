@@ -12,14 +12,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .config import Settings
-from .context import StashService
-from .deadletter import DeadLetters
 from .dispatch import Dispatcher
-from .flow import FlowSigner
+from .dispatch.deadletter import DeadLetters
+from .enrich.context import StashService
+from .enrich.flow import FlowSigner
 from .ingest import Deferred
 from .mapping import Pipeline
 from .stats import Stats
-from .tap import Tap
+from .watching.tap import Tap
 
 # What `/__stats__` shows: with several workers, every worker's counters summed.
 StatsView = Callable[[], Awaitable[Stats]]

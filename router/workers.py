@@ -41,11 +41,11 @@ from gunicorn.arbiter import Arbiter
 
 from .config import Settings, override
 from .handlers.admin import tap_socket_ctx
-from .ruleset import RuleSet
+from .ruletable.ruleset import RuleSet
 from .sinks import FACTORIES, SinkFactory
 from .state import STATS_VIEW, TAP
 from .stats import Key, Stats
-from .tap import SOCKET_NAME
+from .watching.tap import SOCKET_NAME
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from router.app import make_app
 from router.config import Settings, load_settings, override
-from router.registry import Registry, load_registry
 from router.ruletable import RuleTable, default_rules_path, load_rules
+from router.ruletable.registry import Registry, load_registry
 from router.sinks.memory import MemorySink
 from router.stats import Stats
 
-pytest_plugins = ["tests.sidecar_support"]
+pytest_plugins = ["tests.support.sidecar"]
 
 FLOW_KEY = "test-flow-key"
 CLIENT_ID = "5882386c6d801776"

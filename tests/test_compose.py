@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
-from router.config import ENV_PREFIX, Settings, _env_keys, deadletter_path, load_settings
-from router.deadletter import DeadLetters
-from router.forward import Forwarder, build_destination
+from router.bus.forward import Forwarder, build_destination
+from router.config import Settings, deadletter_path, load_settings
+from router.config.sections import ENV_PREFIX, env_keys
+from router.dispatch.deadletter import DeadLetters
 
 ROOT = Path(__file__).resolve().parents[1]
-KNOWN = {env for env, _, _ in _env_keys(Settings)}
+KNOWN = {env for env, _, _ in env_keys(Settings)}
 DEFAULT = re.compile(r"\$\{(\w+)(?::[-?]([^}]*))?\}")
 
 

@@ -23,16 +23,16 @@ from router.config import (
 )
 from router.dispatch import MemoryBuffer, SinkRunner
 from router.ids import hash_id, insert_id
-from router.registry import load_registry
 from router.ruletable import Mapping, RuleTable, default_rules_path
+from router.ruletable.registry import load_registry
 from router.sinks.memory import MemorySink
 from router.sinks.vwo import visitor_id
 from router.state import DISPATCHER
 from router.stats import Stats
 
 from .conftest import AiohttpClient
-from .delivery_helpers import HMAC_KEY, UID, AiohttpServer, amplitude_sink, event
-from .helpers import body
+from .support.bodies import body
+from .support.delivery import HMAC_KEY, UID, AiohttpServer, amplitude_sink, event
 
 SETTINGS = Path(__file__).parent / "data" / "vwo-settings.json"
 Client = TestClient[web.Request, web.Application]

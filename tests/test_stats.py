@@ -14,15 +14,15 @@ from blockbuster import BlockBuster
 
 from router.app import make_app
 from router.config import Settings, StatsSettings, override
-from router.registry import Registry
 from router.ruletable import RuleTable
+from router.ruletable.registry import Registry
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER, STATS
 from router.stats import Stats, StatsdExporter
 
 from .conftest import AiohttpClient, Client
-from .helpers import body
-from .sidecar_support import TOKEN, AuthRules, MakeClient, event, send
+from .support.bodies import body
+from .support.sidecar import TOKEN, AuthRules, MakeClient, event, send
 
 
 class Collector(asyncio.DatagramProtocol):

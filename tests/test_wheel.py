@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from .compose.check import FLOW_QUERY, readme_body
-from .process import RouterProcess
+from .support.process import RouterProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,8 +26,8 @@ from router.workers import (
 )
 
 from .conftest import FLOW_KEY
-from .helpers import body
-from .process import RouterProcess
+from .support.bodies import body
+from .support.process import RouterProcess
 
 
 def test_workers_claim_the_first_free_directory(tmp_path: Path) -> None:

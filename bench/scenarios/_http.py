@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from router.flow import FlowSigner
+from router.enrich.flow import FlowSigner
 from router.mapping import RequestInfo
 
 from .. import wrk
@@ -186,11 +186,11 @@ def records_for(body: bytes) -> Callable[[FlowSigner], int]:
     """How many records the pipeline makes from one request with this body."""
 
     def count(signer: FlowSigner) -> int:
-        from router.flow import now_ms
+        from router.enrich.flow import now_ms
         from router.handlers.metrics import decode_body
         from router.mapping import Pipeline
-        from router.ruleset import RuleSet
         from router.ruletable import default_rules_path, load_rules
+        from router.ruletable.ruleset import RuleSet
         from router.stats import Stats
 
         from ..traffic import USER_AGENT

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from router.flow import FlowSigner
+from router.enrich.flow import FlowSigner
 
 from ..procs import free_port, placement, router_server
 from ..results import Figures, ScenarioResult

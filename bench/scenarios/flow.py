@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.flow import FlowSigner
+from router.enrich.flow import FlowSigner
 
 from ..results import ScenarioResult
 from ..traffic import FLOW_QUERY, USER_AGENT

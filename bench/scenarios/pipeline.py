@@ -11,11 +11,11 @@ import resource
 import time
 from collections.abc import Sequence
 
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 from router.handlers.metrics import check_ranges
 from router.mapping import Pipeline, RequestInfo
-from router.ruleset import RuleSet
 from router.ruletable import RuleTable, default_rules_path, load_rules
+from router.ruletable.ruleset import RuleSet
 from router.stats import Stats
 
 from ..results import Figures, ScenarioResult

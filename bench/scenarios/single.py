@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from router.flow import FlowSigner
+from router.enrich.flow import FlowSigner
 
 from ..results import ScenarioResult
 from ..traffic import FLOW_KEY, HEADERS, body_bytes

@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from router.flow import FlowSigner, now_ms
+from router.enrich.flow import FlowSigner, now_ms
 from router.handlers.metrics import decode_body
 from router.mapping import Pipeline, RequestInfo
 from router.records import Record
-from router.ruleset import RuleSet
 from router.ruletable import default_rules_path, load_rules
+from router.ruletable.ruleset import RuleSet
 from router.sinks.log import LogSink
 from router.stats import Stats
 

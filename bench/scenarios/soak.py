@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from router.flow import FlowSigner
+from router.enrich.flow import FlowSigner
 
 from .. import wrk
 from ..procs import count_lines, free_port, peak_rss_mb, placement, router_server

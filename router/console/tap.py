@@ -9,7 +9,7 @@ from typing import TextIO
 
 import aiohttp
 
-from ..tap import (
+from ..watching.tap import (
     TapDropped,
     TapEvent,
     TapFilter,

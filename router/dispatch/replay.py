@@ -14,11 +14,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..deadletter import DeadLetters
 from ..records import Record
 from ..sinks.base import Dropped, Sink
 from ..stats import Stats
 from .buffer import SourceBuffer, Ticket
+from .deadletter import DeadLetters
 from .runner import SinkRunner
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 `Delivery` is the only place that counts what a sink delivered and dead-letters what
 it dropped or failed on. Every runner sends through it: the router's sinks (memory and
-spool buffers), the forwarder's (`BusBuffer`, router/forward.py) and `dlq replay`'s
+spool buffers), the forwarder's (`BusBuffer`, router/bus/forward.py) and `dlq replay`'s
 (`ReplayBuffer`, dispatch/replay.py); the buffer says what a failure means for it.
 """
 
@@ -13,13 +13,13 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from ..deadletter import DeadLetters
 from ..errors import DeadLetterError
 from ..records import Record
 from ..sinks.base import Dropped, Sink
-from ..spool import is_disk_full
 from ..stats import Stats
 from .buffer import Buffer, MemoryBuffer, Ticket
+from .deadletter import DeadLetters
+from .spool import is_disk_full
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A buffer with a disk spool (`router/spool.py`) behind it, for durable sinks.
+"""A buffer with a disk spool (`router/dispatch/spool.py`) behind it, for durable sinks.
 
 Two uses of the spool:
 
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 
 from ..errors import DiskFull, SpoolError
 from ..records import Record, decode_batch, encode_batch
-from ..spool import Spool, is_disk_full
 from ..stats import Stats
 from .buffer import Chunk, MemoryBuffer, resolve
+from .spool import Spool, is_disk_full
 
 log = logging.getLogger(__name__)
 

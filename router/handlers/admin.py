@@ -18,9 +18,9 @@ import msgspec
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..openapi import document_bytes
 from ..state import SETTINGS, STATS, TAP
-from ..tap import Subscriber, TapDropped, TapFilter, TapHello, encode_line, line_decoder
+from ..watching.openapi import document_bytes
+from ..watching.tap import Subscriber, TapDropped, TapFilter, TapHello, encode_line, line_decoder
 from .common import error_middleware, require_bearer
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..enrich.flow import now_ms
+from ..enrich.geo import is_ip
 from ..errors import DiskFull, HttpError, RouterError, SpoolError, Unauthorized, Unavailable
-from ..flow import now_ms
-from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
 from ..state import DISPATCHER, SETTINGS, STATS, TAP

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from nats.errors import Error as NatsError
 
+from ..bus.forward import Forwarder
 from ..config import Settings
 from ..errors import ConfigError
-from ..forward import Forwarder
 from .common import json_response
 from .dockerflow import get_lbheartbeat, get_version
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
-from ..tap import begin_names
+from ..watching.tap import begin_names
 from .common import accept, check_capacity, json_response, request_info
 
 log = logging.getLogger("request.metrics-flow")

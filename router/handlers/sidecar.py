@@ -12,9 +12,9 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from ..enrich.flow import now_ms
 from ..errors import BadRequest
 from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
-from ..flow import now_ms
 from ..mapping import ServerItem
 from ..state import DISPATCHER, PIPELINE, SETTINGS, STASH, TAP
 from .common import json_response, require_bearer

@@ -1,11 +1,15 @@
 """The rule table: compiles rule files into an exact dict plus ordered fuzzy regexes.
 
+`sources` reads the files once; `compiler` checks and compiles them (`binder` one rule,
+`shadows` the rules that never fire) into a `table`; `registry` takes the server-side event
+types from the same read, and `ruleset` holds both, swapped whole on reload.
+
 Public API (used by the HTTP service):
 
 - `load_rules(paths)` -> `RuleTable`, raising `RuleError` that lists every problem;
 - `check_rules(paths)` -> every error and warning, never raising for rule problems;
 - `read_sources(paths)` + `compile_sources(...)`: the same in two steps, so the event
-  registry is built from the same read (`router.ruleset`);
+  registry is built from the same read (`router.ruletable.ruleset`);
 - `RuleTable.match(name)` -> `Mapping | None` (hot path, cached), `RuleTable.explain(name)`;
 - `default_rules_path()` -> the bundled `router/rules/` directory (package data);
 - `compile_rules_from_dict(data)` for tests and benchmarks.

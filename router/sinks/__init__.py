@@ -14,7 +14,7 @@ from ..config import (
     VwoSinkSettings,
     enabled_sinks,
 )
-from ..deadletter import DeadLetters
+from ..dispatch.deadletter import DeadLetters
 from .amplitude import AmplitudeSink
 from .base import Sink
 from .client_metrics import ClientMetricsSink

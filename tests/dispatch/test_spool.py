@@ -1,0 +1,284 @@
+"""The spool behind a durable sink: write-behind, spill, replay, strict mode, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from blockbuster import BlockBuster
+
+from router.app import make_app
+from router.config import Settings, override
+from router.dispatch import SinkRunner, SpoolBuffer
+from router.dispatch.deadletter import DeadLetters
+from router.dispatch.spool import Spool
+from router.records import FlowEvent, decode_batch, encode_batch
+from router.ruletable import RuleTable
+from router.state import DISPATCHER
+from router.stats import Stats
+
+from ..conftest import AiohttpClient
+from ..support.bodies import body
+from ..support.spool_sinks import GatedSink, events, times
+
+
+def runner_for(
+    sink: GatedSink,
+    path: Path,
+    stats: Stats | None = None,
+    *,
+    commit_interval_ms: int = 60_000,
+    memory_records: int = 10_000,
+    strict: bool = False,
+    max_bytes: int = 1 << 30,
+    deadletters: DeadLetters | None = None,
+) -> SinkRunner:
+    stats = stats or Stats()
+    buffer = SpoolBuffer(
+        sink.name,
+        stats,
+        Spool(path / f"{sink.name}.db", max_bytes=max_bytes),
+        batch_size=10,
+        commit_interval_ms=commit_interval_ms,
+        memory_records=memory_records,
+        strict=strict,
+    )
+    return SinkRunner(sink, stats, buffer, deadletters)
+
+
+def spooled(runner: SinkRunner) -> SpoolBuffer:
+    assert isinstance(runner.buffer, SpoolBuffer)
+    return runner.buffer
+
+
+async def drain(runner: SinkRunner) -> None:
+    async with asyncio.timeout(10):
+        await runner.flush()
+
+
+async def checkpoint(runner: SinkRunner) -> None:
+    async with asyncio.timeout(10):
+        await spooled(runner).checkpoint()
+
+
+async def started(runner: SinkRunner) -> SinkRunner:
+    await runner.open()
+    await runner.sink.start()
+    runner.start()
+    return runner
+
+
+async def test_spool_commit_read_delete_and_reopen(
+    tmp_path: Path, blockbuster: BlockBuster
+) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=10_000)
+    await spool.open()
+    blobs = [encode_batch(events(i * 3, 3)) for i in range(4)]
+    ids, gone = await spool.commit([(blobs[0], False), (blobs[1], True), (blobs[2], False)], ())
+    assert gone == 0 and len(ids) == 3
+    assert [i for i, _ in await spool.read(10, spilled_only=True)] == [ids[1]]
+    ids4, gone = await spool.commit([(blobs[3], True)], [ids[0]])
+    assert gone == 1 and spool.rows == 3
+    assert spool.size_bytes == sum(len(b) for b in blobs[1:])
+    await spool.close()
+    # After a restart every row is the only copy, in order.
+    again = Spool(tmp_path / "s.db", max_bytes=10_000)
+    await again.open()
+    rows = await again.read(10, spilled_only=True)
+    assert [i for i, _ in rows] == [ids[1], ids[2], ids4[0]]
+    assert times(decode_batch(rows[0][1])) == [3, 4, 5]
+    assert again.rows == 3 and again.size_bytes == spool.size_bytes
+    await again.close()
+
+
+async def test_write_behind_skips_what_was_delivered(tmp_path: Path) -> None:
+    sink = GatedSink()
+    stats = Stats()
+    runner = await started(runner_for(sink, tmp_path, stats))
+    for i in range(20):
+        runner.submit(events(i * 5, 5))
+    await drain(runner)
+    await checkpoint(runner)
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
+    assert stats.get("spool.written", sink="gated") == 0
+    assert times(sink.records) == list(range(100))
+    await runner.close(1.0)
+
+
+async def test_undelivered_chunks_are_written_then_deleted(tmp_path: Path) -> None:
+    sink = GatedSink(up=False)
+    stats = Stats()
+    runner = await started(runner_for(sink, tmp_path, stats))
+    for i in range(6):
+        runner.submit(events(i * 5, 5))
+    await checkpoint(runner)
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 6
+    sink.up.set()
+    await drain(runner)
+    await checkpoint(runner)
+    assert spooled(runner).spool.rows == 0 and spooled(runner).spool.size_bytes == 0
+    assert stats.get("spool.written", sink="gated") == 6
+    assert stats.get("spool.deleted", sink="gated") == 6
+    assert times(sink.records) == list(range(30))
+    await runner.close(1.0)
+
+
+async def test_spill_bounds_memory_and_keeps_order(tmp_path: Path) -> None:
+    sink = GatedSink(up=False)
+    stats = Stats()
+    runner = await started(runner_for(sink, tmp_path, stats, memory_records=50))
+    highest = 0
+    for i in range(100):
+        runner.submit(events(i * 5, 5))
+        highest = max(highest, runner.buffer.queued)
+    await checkpoint(runner)
+    # 50 records in memory, one batch taken by the stuck send; the rest is on disk only.
+    assert highest <= 50
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 100
+    assert stats.get("spool.written", sink="gated") == 100
+    sink.up.set()
+    for i in range(100, 110):  # new work while the backlog drains goes behind it
+        runner.submit(events(i * 5, 5))
+    await drain(runner)
+    assert times(sink.records) == list(range(550))
+    assert stats.get("spool.replayed", sink="gated") == 100
+    await checkpoint(runner)
+    assert spooled(runner).spool.rows == 0
+    await runner.close(1.0)
+
+
+async def test_restart_replays_before_new_work(tmp_path: Path) -> None:
+    down = GatedSink(up=False)
+    first = await started(runner_for(down, tmp_path, memory_records=20))
+    for i in range(10):
+        first.submit(events(i * 4, 4))
+    await down.sending.wait()
+    # The destination stays down past the deadline: the send is cancelled, nothing is lost.
+    await first.close(0.05)
+    assert spooled(first).spool is not None and spooled(first).spool.rows == 10
+
+    up = GatedSink()
+    second = runner_for(up, tmp_path)
+    await second.open()
+    second.submit(events(1000, 3))  # accepted before the workers run: still after the backlog
+    await up.start()
+    second.start()
+    await drain(second)
+    assert times(up.records) == [*range(40), 1000, 1001, 1002]
+    await second.close(1.0)
+    assert spooled(second).spool is not None and spooled(second).spool.rows == 0
+
+
+async def test_sigterm_deadline_spools_what_was_not_written(tmp_path: Path) -> None:
+    sink = GatedSink(up=False)
+    runner = await started(runner_for(sink, tmp_path))
+    for i in range(5):
+        runner.submit(events(i * 2, 2))
+    await sink.sending.wait()
+    # Nothing committed yet (the interval is a minute): close must write it all.
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
+    await runner.close(0.05)
+    spool = Spool(tmp_path / "gated.db", max_bytes=1 << 20)
+    await spool.open()
+    rows = await spool.read(100, spilled_only=True)
+    assert [t for _, blob in rows for t in times(decode_batch(blob))] == list(range(10))
+    await spool.close()
+
+
+async def test_strict_submit_resolves_once_on_disk(tmp_path: Path) -> None:
+    sink = GatedSink(up=False)
+    runner = await started(runner_for(sink, tmp_path, strict=True))
+    waiter = runner.submit(events(0, 3))
+    assert waiter is not None
+    await waiter
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 1
+    sink.up.set()
+    await drain(runner)
+    await runner.close(1.0)
+
+
+async def test_gave_up_records_become_dead_letters(tmp_path: Path) -> None:
+    sink = GatedSink()
+    sink.fail_next = 1
+    stats = Stats()
+    store = DeadLetters(tmp_path / "dlq.db", stats)
+    runner = await started(runner_for(sink, tmp_path, stats, deadletters=store))
+    runner.submit(events(0, 4))
+    runner.submit(events(4, 4))
+    await drain(runner)
+    letters = await store.list()
+    # Both chunks went in one batch, which the sink gave up on.
+    assert [(letter.destination, letter.reason) for letter in letters] == [
+        ("gated", "sink_error")
+    ] * 8
+    assert sink.records == []
+    assert letters[0].detail == "RuntimeError: destination refused the batch"
+    first = letters[0].to_record()
+    assert isinstance(first, FlowEvent) and first.time == 0
+    assert stats.get("dlq.added", destination="gated", reason="sink_error") == len(letters)
+    recovered = [letter.to_record() for letter in letters]
+    assert [r.time for r in recovered if isinstance(r, FlowEvent)] == list(range(8))
+    await checkpoint(runner)
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 0
+    await runner.close(1.0)
+    await store.close()
+
+
+@pytest.fixture
+def spool_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return override(settings, spool={"path": str(tmp_path / "spool")})
+
+
+async def test_spool_full_answers_503_then_recovers(
+    aiohttp_client: AiohttpClient, spool_settings: Settings, rules: RuleTable, stats: Stats
+) -> None:
+    spool_settings = override(
+        spool_settings, spool={"max_bytes": 4096, "memory_records": 10, "retry_after_seconds": 7}
+    )
+    sink = GatedSink(up=False)
+    app = make_app(spool_settings, rules=rules, sinks=[sink], stats=stats)
+    client = await aiohttp_client(app)
+    runner = app[DISPATCHER].runners[0]
+    statuses: list[int] = []
+    for i in range(500):
+        resp = await client.post("/metrics", json=body([("flow.signin.engage", i)]))
+        statuses.append(resp.status)
+        if resp.status == 503:
+            assert resp.headers["Retry-After"] == "7"
+            assert (await resp.json())["message"] == "spool full: try again later"
+            break
+        assert resp.status == 200
+        await checkpoint(runner)
+    assert statuses[-1] == 503, "the spool never filled"
+    accepted = len(statuses) - 1
+    assert (
+        stats.get("request.rejected", endpoint="/metrics", reason="spool_full", status="503") == 1
+    )
+    flow_503 = await client.get("/metrics-flow", params={"entrypoint": "x"})
+    assert flow_503.status == 503
+    sink.up.set()
+    await drain(runner)
+    await checkpoint(runner)
+    resp = await client.post("/metrics", json=body([("flow.signin.engage", 1)]))
+    assert resp.status == 200
+    await drain(runner)
+    # Every accepted request's records arrived: one flow event and one amplitude event each.
+    assert len(sink.flow) == len(sink.amplitude) == accepted + 1
+
+
+async def test_strict_mode_answers_after_commit(
+    aiohttp_client: AiohttpClient, spool_settings: Settings, rules: RuleTable, stats: Stats
+) -> None:
+    spool_settings = override(spool_settings, spool={"strict": True})
+    sink = GatedSink(up=False)
+    app = make_app(spool_settings, rules=rules, sinks=[sink], stats=stats)
+    client = await aiohttp_client(app)
+    runner = app[DISPATCHER].runners[0]
+    resp = await client.post("/metrics", json=body([("flow.signin.engage", 1)]))
+    assert resp.status == 200
+    # The 200 came after the commit, although the commit interval is 200 ms: it is on disk.
+    assert spooled(runner).spool is not None and spooled(runner).spool.rows == 1
+    sink.up.set()
+    await drain(runner)
+    assert len(sink.flow) == 1 and len(sink.amplitude) == 1

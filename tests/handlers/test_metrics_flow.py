@@ -1,0 +1,164 @@
+"""`GET /metrics-flow`: flows, parameters, CORS and engage pings."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from router.enrich.flow import FlowSigner, now_ms
+from router.sinks.memory import MemorySink
+from router.state import DISPATCHER
+from router.stats import Stats
+
+from ..conftest import CLIENT_ID, FLOW_KEY, ORIGIN, Client
+from ..support.delivery import UID
+
+
+async def settle(client: Client) -> None:
+    await client.app[DISPATCHER].flush()
+
+
+async def test_starts_a_signed_flow(client: Client, sink: MemorySink) -> None:
+    before = now_ms()
+    resp = await client.get("/metrics-flow", params={"entrypoint": "firstrun", "utm_source": "x"})
+    assert resp.status == 200
+    data = await resp.json()
+    assert set(data) == {"deviceId", "flowBeginTime", "flowId"}
+    assert re.fullmatch(r"[0-9a-f]{64}", data["flowId"])
+    assert re.fullmatch(r"[0-9a-f]{32}", data["deviceId"])
+    assert before <= data["flowBeginTime"] <= now_ms()
+    signer = FlowSigner(FLOW_KEY)
+    assert signer.check(data["flowId"], data["flowBeginTime"], now_ms()) is None
+    await settle(client)
+    (begin,) = sink.flow
+    assert begin.event == "flow.begin"
+    assert begin.flow_time == 0 and begin.time == data["flowBeginTime"]
+    assert begin.flow_id == data["flowId"]
+    assert begin.entrypoint == "firstrun" and begin.utm_source == "x"
+
+
+@pytest.mark.parametrize(
+    ("form_type", "amplitude", "flow_event"),
+    [
+        ("email", "fxa_email_first - view", "flow.enter-email.view"),
+        ("button", "fxa_rp_button - view", "flow.rp-button.view"),
+        ("subscribe", "fxa_subscribe - view", "flow.subscribe.view"),
+    ],
+)
+async def test_form_type_events(
+    client: Client, sink: MemorySink, form_type: str, amplitude: str, flow_event: str
+) -> None:
+    resp = await client.get("/metrics-flow", params={"form_type": form_type})
+    data = await resp.json()
+    await settle(client)
+    assert [f.event for f in sink.flow] == ["flow.begin", flow_event]
+    (event,) = sink.amplitude
+    assert event.event_type == amplitude
+    assert event.time == data["flowBeginTime"]
+    assert event.device_id == data["deviceId"]
+
+
+async def test_form_type_other_emits_only_begin(client: Client, sink: MemorySink) -> None:
+    await client.get("/metrics-flow", params={"form_type": "other"})
+    await settle(client)
+    assert [f.event for f in sink.flow] == ["flow.begin"]
+    assert sink.amplitude == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("entrypoint", "bad entry"),
+        ("entrypoint_experiment", "a/b"),
+        ("entrypoint_variation", "<x>"),
+        ("form_type", "password"),
+        ("product_id", "123"),
+        ("service", "evil"),
+        ("context", "UPPER"),
+        ("utm_source", "a" * 129),
+        ("utm_campaign", "a b"),
+        ("utm_content", "x!"),
+        ("utm_medium", "$"),
+        ("utm_term", "'"),
+    ],
+)
+async def test_invalid_parameter_is_400(
+    client: Client, sink: MemorySink, name: str, value: str
+) -> None:
+    resp = await client.get("/metrics-flow", params={name: value})
+    assert resp.status == 400
+    assert (await resp.json())["validation"]["keys"] == [f"$.{name}"]
+    await settle(client)
+    assert sink.records == []
+
+
+async def test_allowed_origin_gets_cors(client: Client) -> None:
+    resp = await client.get("/metrics-flow", headers={"Origin": ORIGIN})
+    assert resp.status == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+async def test_other_origin_is_refused_and_counted(
+    client: Client, sink: MemorySink, stats: Stats
+) -> None:
+    resp = await client.get("/metrics-flow", headers={"Origin": "https://evil.example"})
+    assert resp.status == 403
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert stats.get("metrics_flow.bad_origin") == 1
+    await settle(client)
+    assert sink.records == []
+
+
+async def test_preflight(client: Client) -> None:
+    ok = await client.options("/metrics-flow", headers={"Origin": ORIGIN})
+    assert ok.status == 204 and ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    bad = await client.options("/metrics-flow", headers={"Origin": "https://evil.example"})
+    assert bad.status == 403
+
+
+async def test_engage_ping(client: Client, sink: MemorySink) -> None:
+    params = {"event_type": "engage", "service": CLIENT_ID, "uid": UID}
+    resp = await client.get("/metrics-flow", params=params, headers={"Origin": ORIGIN})
+    assert resp.status == 200
+    data = await resp.json()
+    await settle(client)
+    assert sink.flow == []  # no flow.begin
+    (event,) = sink.amplitude
+    assert event.event_type == "fxa_rp - engage"
+    assert event.user_id == UID
+    assert event.time == data["flowBeginTime"]
+    assert event.event_properties == {"service": "fx-monitor", "oauth_client_id": CLIENT_ID}
+
+
+@pytest.mark.parametrize(
+    ("params", "origin", "reason"),
+    [
+        ({"service": CLIENT_ID, "uid": UID}, "https://evil.example", "bad_origin"),
+        ({"service": CLIENT_ID, "uid": UID}, None, "bad_origin"),
+        ({"service": "0123456789abcdef", "uid": UID}, ORIGIN, "unknown_client"),
+        ({"service": CLIENT_ID}, ORIGIN, "missing_uid"),
+    ],
+)
+async def test_engage_dropped_silently(
+    client: Client,
+    sink: MemorySink,
+    stats: Stats,
+    params: dict[str, str],
+    origin: str | None,
+    reason: str,
+) -> None:
+    headers = {"Origin": origin} if origin else {}
+    resp = await client.get(
+        "/metrics-flow", params={"event_type": "engage", **params}, headers=headers
+    )
+    assert resp.status == 200
+    await settle(client)
+    assert sink.records == []
+    assert stats.get("metrics_flow.engage.dropped", reason=reason) == 1
+
+
+async def test_engage_uid_is_validated(client: Client) -> None:
+    params = {"event_type": "engage", "service": CLIENT_ID, "uid": "not-a-uid"}
+    resp = await client.get("/metrics-flow", params=params, headers={"Origin": ORIGIN})
+    assert resp.status == 400

@@ -79,14 +79,18 @@ _REFUSALS = {
 }
 
 
-def check_capacity(app: web.Application) -> None:
-    """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
-    reason = app[DISPATCHER].refusal
+async def check_capacity(app: web.Application) -> None:
+    """Before accepting work: wait for room in a busy sink's queue (bounded), refuse
+    at once when a spool or the disk is full."""
+    admission = app[DISPATCHER].admission
+    if admission.ready():
+        return
+    settings = app[SETTINGS]
+    app[STATS].incr("ingest.waited")
+    reason = await admission.enter(settings.server.backpressure_wait_ms / 1000)
     if reason is not None:
         what = _REFUSALS.get(reason, "a sink is behind")
-        raise Unavailable(
-            f"{what}: try again later", reason, app[SETTINGS].spool.retry_after_seconds
-        )
+        raise Unavailable(f"{what}: try again later", reason, settings.spool.retry_after_seconds)
 
 
 async def accept(app: web.Application, batch: RecordBatch) -> None:

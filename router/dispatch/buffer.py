@@ -109,6 +109,7 @@ class MemoryBuffer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tags = {"sink": name}
+        self._received = stats.counter("sink.received", self._tags)  # once per request
         self._full_logged_at = -1e9
         self._full_unlogged = 0
         # Called when a take made room (the dispatcher's admission: waiting ingest goes on).
@@ -134,7 +135,7 @@ class MemoryBuffer:
             self._log_full(dropped)
             records = records[: max(room, 0)]
         if records:
-            self.stats.incr("sink.received", len(records), self._tags)
+            self._received.incr(len(records))
             self._append(Chunk(list(records)))
         return None
 

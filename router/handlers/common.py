@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import weakref
 
 import msgspec
 from aiohttp import web
@@ -16,6 +17,7 @@ from ..geo import is_ip
 from ..mapping import RequestInfo
 from ..records import RecordBatch
 from ..state import DISPATCHER, SETTINGS, STATS, TAP
+from ..stats import Counter, Stats
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -162,4 +164,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
     finally:
-        stats.incr("requests", 1, {"endpoint": name, "status": str(status)})
+        _requests_counter(stats, name, status).incr()
+
+
+# `requests{endpoint,status}` handles, per Stats: one lookup a request, no tag dict sorted.
+_REQUESTS: weakref.WeakKeyDictionary[Stats, dict[tuple[str, int], Counter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _requests_counter(stats: Stats, endpoint: str, status: int) -> Counter:
+    handles = _REQUESTS.get(stats)
+    if handles is None:
+        handles = _REQUESTS[stats] = {}
+    handle = handles.get((endpoint, status))
+    if handle is None:
+        # Bounded: endpoints are the routes' (or "other"), statuses HTTP's.
+        handle = handles[(endpoint, status)] = stats.counter(
+            "requests", {"endpoint": endpoint, "status": str(status)}
+        )
+    return handle

@@ -85,7 +85,9 @@ class Stats:
             by_name: dict[str, list[str]] = {}
             for (key, tags), value in sorted(values.items()):
                 name = _prom_name(f"{prefix}_{key}") + suffix
-                by_name.setdefault(name, []).append(f"{name}{_prom_labels(tags)} {value:g}")
+                by_name.setdefault(name, []).append(
+                    f"{name}{_prom_labels(tags)} {_prom_number(value)}"
+                )
             for name, samples in by_name.items():
                 lines.append(f"# TYPE {name} {kind}")
                 lines.extend(samples)
@@ -110,6 +112,11 @@ class Counter:
         if stats.exporters:
             for exporter in stats.exporters:
                 exporter.incr(self.key, amount, self.tags, stats.default_sample_rate)
+
+
+def _prom_number(value: float) -> str:
+    # Not `:g`: it keeps six digits, and counters pass a million.
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _prom_name(text: str) -> str:

@@ -11,6 +11,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..dispatch.admission import WAITABLE
 from ..errors import DiskFull, HttpError, RouterError, SpoolError, Unauthorized, Unavailable
 from ..flow import now_ms
 from ..geo import is_ip
@@ -84,11 +85,13 @@ _REFUSALS = {
 async def check_capacity(app: web.Application) -> None:
     """Before accepting work: wait for room in a busy sink's queue (bounded), refuse
     at once when a spool or the disk is full."""
-    admission = app[DISPATCHER].admission
+    dispatcher = app[DISPATCHER]
+    admission = dispatcher.admission
     if admission.ready():
         return
     settings = app[SETTINGS]
-    app[STATS].incr("ingest.waited")
+    if admission.waiting or dispatcher.refusal in WAITABLE:
+        app[STATS].incr("ingest.waited")  # not a full spool or disk: refused at once
     reason = await admission.enter(settings.server.backpressure_wait_ms / 1000)
     if reason is not None:
         what = _REFUSALS.get(reason, "a sink is behind")

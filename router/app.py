@@ -51,6 +51,7 @@ from .state import (
     TAP,
 )
 from .stats import Stats, exporting
+from .warmup import warm
 from .watching.tap import Tap
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def make_app(
     app.cleanup_ctx.append(_sinks_ctx)
     app.cleanup_ctx.append(_context_ctx)
     app.cleanup_ctx.append(_signals_ctx)
+    app.cleanup_ctx.append(_warm_ctx)
     return app
 
 
@@ -220,6 +222,12 @@ async def _sinks_ctx(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.close(app[SETTINGS].server.shutdown_timeout_seconds)
 
 
+async def _warm_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Last: with the sinks started, the first request finds nothing left to build.
+    await warm(app[PIPELINE], [r.sink for r in app[DISPATCHER].runners])
+    yield
+
+
 async def reload_rules(app: web.Application) -> bool:
     """Read the rule set again; keep serving the old one if the new one has errors.
 
@@ -237,6 +245,7 @@ async def reload_rules(app: web.Application) -> bool:
     for problem in checked.problems:
         log.warning("rules reload: %s", problem)
     app[PIPELINE].use(ruleset)
+    await warm(app[PIPELINE], [])  # the new table's caches, before its first request
     stats.incr("rules.reload", 1, {"result": "ok"})
     rules = ruleset.rules
     log.info("rules reloaded: %d exact, %d fuzzy", rules.exact_count, rules.fuzzy_count)

@@ -25,6 +25,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+GC_YOUNG = 20_000
+
+
 def settle_heap() -> None:
     """Move start-up objects (rule tables, parsers) out of the collector's sight.
 
@@ -32,6 +35,12 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+    # Every request allocates a few hundred container objects (aiohttp's, the records'
+    # dicts) that live until the response is written or the sink has written them; at
+    # the default 700 the youngest generation was collected several times a request
+    # (6% of a 1-event request's CPU in py-spy). Nothing here makes cycles to reclaim
+    # soon, so collect young objects in far fewer, larger passes.
+    gc.set_threshold(GC_YOUNG, 20, 100)
 
 
 def serve(

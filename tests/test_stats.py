@@ -170,3 +170,24 @@ async def test_statsd_and_prometheus_spell_tag_values_alike(
         'metrics_router_server_events_context_invalid_total{reason="missing_context"} 1'
         in text.splitlines()
     )
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, Mapping[str, str] | None, float]] = []
+
+    def incr(self, key: str, amount: int, tags: Mapping[str, str] | None, rate: float) -> None:
+        self.calls.append((key, amount, tags, rate))
+
+
+def test_a_counter_handle_counts_and_exports_as_incr_does() -> None:
+    stats = Stats(default_sample_rate=0.5)
+    recorder = _Recorder()
+    stats.exporters.append(recorder)
+    handle = stats.counter("requests", {"status": "200", "endpoint": "/metrics"})
+    handle.incr()
+    handle.incr(2)
+    stats.incr("requests", 1, {"endpoint": "/metrics", "status": "200"})
+    assert stats.get("requests", endpoint="/metrics", status="200") == 4
+    assert recorder.calls[0] == ("requests", 1, {"status": "200", "endpoint": "/metrics"}, 0.5)
+    assert [c[1] for c in recorder.calls] == [1, 2, 1]

@@ -41,6 +41,9 @@ class ServerSettings(Section, frozen=True):
     # With several workers, each claims `<worker_dir>/worker-<k>` for its own state
     # (spool, counter snapshots); a restarted set of workers picks the same ones up.
     worker_dir: str = "workers"
+    # A sink without a spool that is behind: how long ingest waits for room in its queue
+    # before answering 503 (clients are slowed, not refused); 0: refuse at once.
+    backpressure_wait_ms: Annotated[int, Meta(ge=0, le=600_000)] = 5000
 
 
 class FlowSettings(Section, frozen=True):

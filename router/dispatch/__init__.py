@@ -3,6 +3,7 @@
 buffer.py    Buffer interface, MemoryBuffer (bounded queue)
 spooled.py   SpoolBuffer: write-behind, spill, replay and the commit loop
 runner.py    SinkRunner (take → send → ack) and Delivery, the one failure path
+admission.py Admission: ingest waits for room in a busy buffer before answering
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import asyncio
 from collections.abc import Sequence
 
 from ..records import KINDS, Record, RecordBatch
+from .admission import Admission
 from .buffer import Buffer, MemoryBuffer, Ticket
 from .disk import DiskCheck
 from .runner import Delivery, SinkRunner
 from .spooled import SpoolBuffer
 
 __all__ = [
+    "Admission",
     "Buffer",
     "Delivery",
     "DiskCheck",
@@ -43,6 +46,10 @@ class Dispatcher:
             for r in self.runners
             if r.sink.kinds
         ]
+        self.admission = Admission(lambda: self.refusal)
+        for runner in self.runners:
+            if isinstance(runner.buffer, MemoryBuffer):
+                runner.buffer.on_room = self.admission.poke
 
     @property
     def refusal(self) -> str | None:
@@ -69,6 +76,8 @@ class Dispatcher:
                 waiter = runner.submit(records)
                 if waiter is not None:
                     waiters.append(waiter)
+        # This request's records are in: the next one waiting for room may go.
+        self.admission.poke()
         return waiters
 
     async def start(self) -> None:

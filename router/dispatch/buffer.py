@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from ..records import Record
@@ -109,13 +109,16 @@ class MemoryBuffer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tags = {"sink": name}
+        self._received = stats.counter("sink.received", self._tags)  # once per request
         self._full_logged_at = -1e9
         self._full_unlogged = 0
+        # Called when a take made room (the dispatcher's admission: waiting ingest goes on).
+        self.on_room: Callable[[], None] | None = None
         stats.gauge("sink.queue_depth", lambda: self.queued, self._tags)
 
     @property
     def refusal(self) -> str | None:
-        """`sink_busy` when the queue is nearly full: refuse new work, drop none.
+        """`sink_busy` when the queue is nearly full: ingest waits for room (admission.py).
 
         The last tenth of the queue is headroom for batches accepted just before.
         """
@@ -132,7 +135,7 @@ class MemoryBuffer:
             self._log_full(dropped)
             records = records[: max(room, 0)]
         if records:
-            self.stats.incr("sink.received", len(records), self._tags)
+            self._received.incr(len(records))
             self._append(Chunk(list(records)))
         return None
 
@@ -179,6 +182,8 @@ class MemoryBuffer:
                 # Let a batch fill up so a quiet period costs one write, not many.
                 await asyncio.sleep(self.linger)
             ticket = self._cut()
+            if self.on_room is not None:
+                self.on_room()
             if ticket.records:
                 self.in_flight += 1
                 return ticket

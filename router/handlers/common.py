@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import weakref
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..dispatch.admission import WAITABLE
 from ..enrich.flow import now_ms
 from ..enrich.geo import is_ip
 from ..errors import DiskFull, HttpError, RouterError, SpoolError, Unauthorized, Unavailable
 from ..mapping import RequestInfo
 from ..records import RecordBatch
 from ..state import DISPATCHER, SETTINGS, STATS, TAP
+from ..stats import Counter, Stats
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -79,14 +82,20 @@ _REFUSALS = {
 }
 
 
-def check_capacity(app: web.Application) -> None:
-    """Refuse work before accepting it when a sink cannot keep it (full spool or queue)."""
-    reason = app[DISPATCHER].refusal
+async def check_capacity(app: web.Application) -> None:
+    """Before accepting work: wait for room in a busy sink's queue (bounded), refuse
+    at once when a spool or the disk is full."""
+    dispatcher = app[DISPATCHER]
+    admission = dispatcher.admission
+    if admission.ready():
+        return
+    settings = app[SETTINGS]
+    if admission.waiting or dispatcher.refusal in WAITABLE:
+        app[STATS].incr("ingest.waited")  # not a full spool or disk: refused at once
+    reason = await admission.enter(settings.server.backpressure_wait_ms / 1000)
     if reason is not None:
         what = _REFUSALS.get(reason, "a sink is behind")
-        raise Unavailable(
-            f"{what}: try again later", reason, app[SETTINGS].spool.retry_after_seconds
-        )
+        raise Unavailable(f"{what}: try again later", reason, settings.spool.retry_after_seconds)
 
 
 async def accept(app: web.Application, batch: RecordBatch) -> None:
@@ -158,4 +167,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
     finally:
-        stats.incr("requests", 1, {"endpoint": name, "status": str(status)})
+        _requests_counter(stats, name, status).incr()
+
+
+# `requests{endpoint,status}` handles, per Stats: one lookup a request, no tag dict sorted.
+_REQUESTS: weakref.WeakKeyDictionary[Stats, dict[tuple[str, int], Counter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _requests_counter(stats: Stats, endpoint: str, status: int) -> Counter:
+    handles = _REQUESTS.get(stats)
+    if handles is None:
+        handles = _REQUESTS[stats] = {}
+    handle = handles.get((endpoint, status))
+    if handle is None:
+        # Bounded: endpoints are the routes' (or "other"), statuses HTTP's.
+        handle = handles[(endpoint, status)] = stats.counter(
+            "requests", {"endpoint": endpoint, "status": str(status)}
+        )
+    return handle

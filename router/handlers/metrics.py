@@ -45,7 +45,7 @@ def decode_body(data: bytes) -> MetricsBody:
 async def post_metrics(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    check_capacity(app)
+    await check_capacity(app)
     # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
     body = decode_body(await request.read())
     check_ranges(

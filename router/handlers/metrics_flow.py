@@ -33,7 +33,7 @@ def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
 async def get_metrics_flow(request: web.Request) -> web.Response:
     app = request.app
     stats, settings = app[STATS], app[SETTINGS]
-    check_capacity(app)
+    await check_capacity(app)
     query = parse_query(request)
     origin = request.headers.get("Origin")
     headers = cors_headers(origin, app[ALLOWED_ORIGINS])

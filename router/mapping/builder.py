@@ -7,33 +7,27 @@ records; per event only the rule lookup, the time and the record itself are made
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from .enrich.flow import FlowProblem, FlowSigner
-from .enrich.geo import GeoDB, Location
-from .enrich.locale import LocaleMatcher
-from .enrich.useragent import UserAgentParser
-from .events import FlowQuery, MetricsBody, MetricsContext, ServerEvent, present
-from .fxa_fields import client_metrics, sync_devices, user_preferences
-from .records import ActivityEvent, AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
-from .ruletable import Mapping, RuleTable
-from .ruletable.registry import EventSpec
-from .ruletable.ruleset import RuleSet
-from .stats import Stats
-
-log = logging.getLogger("metrics.context")
+from ..enrich.flow import FlowSigner
+from ..enrich.geo import GeoDB, Location
+from ..enrich.locale import LocaleMatcher
+from ..enrich.useragent import UserAgentParser
+from ..events import FlowQuery, MetricsBody, present
+from ..fxa_fields import client_metrics
+from ..records import AmplitudeEvent, FlowEvent, RecordBatch, VwoConversion
+from ..ruletable import Mapping, RuleTable
+from ..ruletable.ruleset import RuleSet
+from ..stats import Stats
+from .subject import LOG_LIMIT, RequestInfo, Subject, cut
 
 FLOW_BEGIN = "flow.begin"
 FLOW_COMPLETE = "flow.complete"
-LOG_LIMIT = 100
 _UTM_OK = re.compile(r"^[\w.%-]+$").match
-_SNAKE_UPPER = re.compile(r"([a-z])([A-Z])")
-_SNAKE_SEP = re.compile(r"[.-]")
 _APP_VERSION = re.compile(r"([0-9]+)\.([0-9]+)$")
 
 _replace = msgspec.structs.replace
@@ -43,29 +37,6 @@ FORM_TYPES = {
     "button": ("screen.rp-button", "flow.rp-button.view"),
     "subscribe": ("screen.subscribe", "flow.subscribe.view"),
 }
-
-
-class RequestInfo(msgspec.Struct, frozen=True):
-    """What the HTTP layer knows about a request, beyond its body."""
-
-    received: int
-    user_agent: str = ""
-    ip: str | None = None
-    dnt: bool = False
-    # Already matched (wins over accept_language); None: match accept_language.
-    locale: str | None = None
-    # The raw Accept-Language header of an HTTP request ("" when absent); None: not HTTP.
-    accept_language: str | None = None
-
-
-def to_snake_case(text: str) -> str:
-    """FxA's toSnakeCase: camelCase and dots/dashes to snake_case."""
-    return _SNAKE_SEP.sub("_", _SNAKE_UPPER.sub(r"\1_\2", text)).lower()
-
-
-def _cut(value: Any) -> str | None:
-    value = present(value)
-    return value[:LOG_LIMIT] if isinstance(value, str) else None
 
 
 class _Shared:
@@ -89,136 +60,8 @@ class _Shared:
         self.props: dict[int, tuple[Mapping, dict[str, Any]]] = {}
 
 
-class Subject(msgspec.Struct, kw_only=True, gc=False):
-    """The request-wide data every record of a batch draws on."""
-
-    source: Any
-    flow_id: str | None = None
-    flow_begin_time: int | None = None
-    uid: str | None = None
-    device_id: str | None = None
-    lang: str | None = None
-    service: str | None = None
-    context: str | None = None
-    entrypoint: str | None = None
-    entrypoint_experiment: str | None = None
-    entrypoint_variation: str | None = None
-    utm_campaign: str | None = None
-    utm_content: str | None = None
-    utm_medium: str | None = None
-    utm_source: str | None = None
-    utm_term: str | None = None
-    plan_id: str | None = None
-    product_id: str | None = None
-    sync_engines: list[str] = msgspec.field(default_factory=list)
-    experiments: list[str] = msgspec.field(default_factory=list)
-    newsletters: list[str] = msgspec.field(default_factory=list)
-    # userPreferences, snake-cased, for `$append`.
-    preferences: dict[str, bool] = msgspec.field(default_factory=dict)
-    # sync_device_count, sync_active_devices_day|week|month (server events).
-    devices: dict[str, int] = msgspec.field(default_factory=dict)
-
-    @classmethod
-    def from_body(cls, body: MetricsBody) -> Subject:
-        return cls(
-            source=body,
-            flow_id=body.flowId.lower() if body.flowId else None,
-            flow_begin_time=body.flowBeginTime,
-            uid=present(body.uid),
-            device_id=present(body.deviceId),
-            lang=present(body.lang),
-            service=present(body.service),
-            context=present(body.context),
-            entrypoint=present(body.entrypoint) or present(body.entryPoint),
-            entrypoint_experiment=present(body.entrypoint_experiment),
-            entrypoint_variation=present(body.entrypoint_variation),
-            utm_campaign=present(body.utm_campaign),
-            utm_content=present(body.utm_content),
-            utm_medium=present(body.utm_medium),
-            utm_source=present(body.utm_source),
-            utm_term=present(body.utm_term),
-            plan_id=present(body.planId) or present(body.plan_id),
-            product_id=present(body.productId) or present(body.product_id),
-            sync_engines=list(body.syncEngines),
-            experiments=[
-                f"{to_snake_case(e.choice)}_{to_snake_case(e.group)}" for e in body.experiments
-            ],
-            newsletters=[to_snake_case(n) for n in body.newsletters or ()],
-            preferences=user_preferences(body.userPreferences),
-        )
-
-    @classmethod
-    def from_query(cls, query: FlowQuery, flow_id: str, begin: int, device_id: str) -> Subject:
-        return cls(
-            source=query,
-            flow_id=flow_id,
-            flow_begin_time=begin,
-            uid=query.uid,
-            device_id=device_id,
-            service=present(query.service),
-            context=present(query.context),
-            entrypoint=present(query.entrypoint),
-            entrypoint_experiment=present(query.entrypoint_experiment),
-            entrypoint_variation=present(query.entrypoint_variation),
-            utm_campaign=present(query.utm_campaign),
-            utm_content=present(query.utm_content),
-            utm_medium=present(query.utm_medium),
-            utm_source=present(query.utm_source),
-            utm_term=present(query.utm_term),
-            product_id=present(query.product_id),
-        )
-
-    @classmethod
-    def from_server_event(
-        cls, event: ServerEvent, context: MetricsContext | None, received: int | None = None
-    ) -> Subject:
-        """A back-end event; `context` is its metrics context with invalid flow fields removed."""
-        ctx = context or _NO_CONTEXT
-        return cls(
-            source=event.attributes,
-            flow_id=ctx.flowId.lower() if ctx.flowId else None,
-            flow_begin_time=ctx.flowBeginTime,
-            uid=event.uid,
-            device_id=event.device_id or ctx.deviceId,
-            service=present(event.service),
-            entrypoint=ctx.entrypoint,
-            entrypoint_experiment=ctx.entrypointExperiment,
-            entrypoint_variation=ctx.entrypointVariation,
-            utm_campaign=ctx.utmCampaign,
-            utm_content=ctx.utmContent,
-            utm_medium=ctx.utmMedium,
-            utm_source=ctx.utmSource,
-            utm_term=ctx.utmTerm,
-            plan_id=ctx.planId or _str_attr(event, "planId"),
-            product_id=ctx.productId or _str_attr(event, "productId"),
-            devices=sync_devices(event.devices, received) if received is not None else {},
-        )
-
-    def field(self, name: str) -> Any:
-        """A request field by its wire name, for rules that copy fields into properties."""
-        if isinstance(self.source, dict):
-            return present(self.source.get(name))
-        return present(getattr(self.source, name, None))
-
-
-_NO_CONTEXT = MetricsContext()
-
-
-def _str_attr(event: ServerEvent, name: str) -> str | None:
-    value = event.attributes.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-class ServerItem(msgspec.Struct, frozen=True):
-    """A validated server event with its registry entry and its context (inline or stashed)."""
-
-    event: ServerEvent
-    spec: EventSpec
-    context: MetricsContext | None = None
-
-
-class Pipeline:
-    """Builds records from requests; owns nothing but references to shared tables."""
+class RecordBuilder:
+    """Builds browsers' records; owns nothing but references to shared tables."""
 
     def __init__(
         self,
@@ -335,11 +178,11 @@ class Pipeline:
         where = self._location(req)
         fields = {
             "flow_id": subject.flow_id,
-            "context": _cut(subject.context),
-            "entrypoint": _cut(subject.entrypoint),
-            "service": _cut(subject.service),
-            "locale": _cut(self._locale(subject, req)),
-            "userAgent": _cut(req.user_agent),
+            "context": cut(subject.context),
+            "entrypoint": cut(subject.entrypoint),
+            "service": cut(subject.service),
+            "locale": cut(self._locale(subject, req)),
+            "userAgent": cut(req.user_agent),
         }
         if where is not None:
             fields["country"] = where.country
@@ -517,101 +360,3 @@ class Pipeline:
         shared = self._templates(subject, req)
         self._emit(out, "flow.rp.engage", begin, subject, req, shared, self.rules.match)
         return out
-
-    def check_context(self, context: MetricsContext | None, now: int) -> str | None:
-        """None when the context carries a valid flow, else the reason: a counter tag.
-
-        Tags are snake_case, as every counter's, so statsd and Prometheus show them alike.
-        """
-        if context is None:
-            return MISSING_CONTEXT
-        problem = self.signer.check(context.flowId, context.flowBeginTime, now)
-        return None if problem is None else problem.value
-
-    def process_server_events(self, items: list[ServerItem], received: int) -> RecordBatch:
-        """The records of one batch of back-end events, through the same rule table as browsers'.
-
-        A flow event whose context does not verify loses its flow fields and goes on as a
-        non-flow event; a flow-complete signal with a valid flow adds `flow.complete` and
-        `flow.complete.<flowType>` (the group's `complete`, unless the event's own rule
-        already emitted it, as `account.reset` does).
-        """
-        out = RecordBatch()
-        stats = self.stats
-        match = self.rules.match
-        unmapped = 0
-        for item in items:
-            event, spec = item.event, item.spec
-            context = item.context
-            valid = False
-            if spec.flow:
-                reason = self.check_context(context, received)
-                if reason is None:
-                    valid = True
-                else:
-                    stats.incr("server_events.context.invalid", 1, {"reason": reason}, 1.0)
-                    log.info(
-                        "metrics.context.validate: %s: %s", event.event, _CONTEXT_WORDS[reason]
-                    )
-                    if context is not None:
-                        context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
-            elif context is not None and context.flowId is not None:
-                # Not a flow event: the context's other fields still apply.
-                context = msgspec.structs.replace(context, flowId=None, flowBeginTime=None)
-            req = RequestInfo(received=received, user_agent=event.user_agent or "")
-            subject = Subject.from_server_event(event, context, received)
-            if spec.activity and event.uid is not None:
-                # The auth server's activityEvent line (lib/metrics/events.js).
-                out.activity.append(
-                    ActivityEvent(
-                        event=event.event,
-                        uid=event.uid,
-                        device_id=subject.device_id,
-                        service=event.service,
-                        userAgent=event.user_agent,
-                    )
-                )
-            time = event.time or received
-            shared = self._templates(subject, req)
-            first = len(out.amplitude)
-            if not self._emit(out, event.event, time, subject, req, shared, match):
-                unmapped += 1
-            if not valid:
-                continue
-            begin = subject.flow_begin_time or 0
-            flow_fields = self._flow_fields(subject, req)
-            out.flow.append(
-                FlowEvent(event=event.event, flow_time=time - begin, time=time, **flow_fields)
-            )
-            if not spec.flow_complete:
-                continue
-            out.flow.append(
-                FlowEvent(event=FLOW_COMPLETE, flow_time=time - begin, time=time, **flow_fields)
-            )
-            flow_type = (context.flowType if context else None) or spec.flow_type
-            stats.incr("server_events.flow_complete", 1, {"flow_type": flow_type or "none"}, 1.0)
-            if flow_type:
-                name = f"{FLOW_COMPLETE}.{flow_type}"
-                complete = match(name)
-                done = {e.event_type for e in out.amplitude[first:]}
-                if complete is not None and complete.event_type not in done:
-                    self._emit(out, name, time, subject, req, shared, match)
-        stats.incr("server_events.accepted", len(items), sample_rate=1.0)
-        if len(items) > unmapped:
-            stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)
-        if unmapped:
-            stats.incr("server_events.unmapped", unmapped, sample_rate=1.0)
-        return out
-
-
-MISSING_CONTEXT = "missing_context"
-# The log line words each reason as FxA's does (packages/fxa-auth-server/lib/metrics/context.js).
-_CONTEXT_WORDS = {
-    MISSING_CONTEXT: "missing context",
-    FlowProblem.MISSING_FLOW_ID: "missing flowId",
-    FlowProblem.MISSING_BEGIN_TIME: "missing flowBeginTime",
-    FlowProblem.EXPIRED: "expired flowBeginTime",
-    FlowProblem.FUTURE: "expired flowBeginTime",
-    FlowProblem.INVALID_FLOW_ID: "invalid flowId",
-    FlowProblem.BAD_SIGNATURE: "invalid signature",
-}

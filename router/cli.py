@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings, override
 from .errors import ConfigError, Problem, ProblemsError, summary
+from .records import KINDS
 
 if TYPE_CHECKING:
     from .dispatch.deadletter import DeadLetter, DeadLetters
@@ -290,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     tap.add_argument("--config", help="TOML config file ([admin] token, [server] host/port)")
     tap.add_argument("--json", action="store_true", help="the raw lines as NDJSON")
     tap.add_argument("--event", metavar="GLOB", help="only incoming events matching this glob")
-    tap.add_argument("--kind", choices=["flow", "amplitude", "vwo"], help="only these records")
+    tap.add_argument("--kind", choices=list(KINDS), help="only records of this kind")
     tap.add_argument("--sink", metavar="NAME", help="only records for this sink")
     tap.add_argument(
         "--rejected", action="store_true", help="only refused requests (reason, field path)"

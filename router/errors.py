@@ -183,7 +183,13 @@ class StartupError(ProblemsError):
 
 
 class DeliveryError(RouterError):
-    """Base class of the delivery engine's errors."""
+    """Base class of the delivery engine's errors.
+
+    `retry_later`: the destination, not the batch, is the trouble (a bus that is down); the
+    runner keeps the batch in its buffer and tries again instead of giving it up.
+    """
+
+    retry_later = False
 
 
 class SpoolError(DeliveryError):
@@ -199,7 +205,9 @@ class DeadLetterError(DeliveryError):
 
 
 class PublishError(DeliveryError):
-    """Some records of a batch were not acknowledged by JetStream."""
+    """Some records of a batch were not acknowledged by JetStream: publish them again later."""
+
+    retry_later = True
 
 
 class TransportError(DeliveryError):

@@ -296,7 +296,11 @@ class SourceBuffer:
         task.add_done_callback(self._settling.discard)
 
     async def flush(self) -> None:
-        await asyncio.gather(*self._settling)
+        # A settle that failed (an ack the bus lost) is redelivered by the source: log it and
+        # go on, so that closing still reaches the sink.
+        for outcome in await asyncio.gather(*self._settling, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("%s: settling a batch failed: %r", type(self).__name__, outcome)
 
     def stop(self) -> None:
         self.closing = True

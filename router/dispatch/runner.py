@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from ..errors import DeadLetterError
+from ..errors import DeadLetterError, DeliveryError
 from ..records import Record
 from ..sinks.base import Dropped, Sink
 from ..stats import Stats
@@ -172,13 +172,22 @@ class SinkRunner:
                     self.disk_full.set()
                 await asyncio.sleep(self.retry_seconds)
                 continue
+            if _retry_later(error) and not self.buffer.closing:
+                # The destination is down, not the batch bad: it stays buffered (spooled).
+                await asyncio.sleep(self.retry_seconds)
+                continue
             return error
 
     async def _attempt(self, records: list[Record]) -> Exception | None:
         """Send once. What failed is dead-lettered (`sink_error`) by a durable buffer that
         does not redeliver, counted and forgotten by a volatile one, handed back otherwise."""
         error = await self.delivery.send(records, self.buffer.retain)
-        if error is None or isinstance(error, DeadLetterError) or self.buffer.redelivers:
+        if (
+            error is None
+            or isinstance(error, DeadLetterError)
+            or self.buffer.redelivers
+            or _retry_later(error)
+        ):
             return error
         if self.delivery.deadletters is None:
             return error if disk_full(error) else None
@@ -212,3 +221,8 @@ class SinkRunner:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
         await self.buffer.close(timeout)
+
+
+def _retry_later(error: Exception) -> bool:
+    """Is this a failure to wait out with the batch kept (DeliveryError.retry_later)?"""
+    return isinstance(error, DeliveryError) and error.retry_later

@@ -217,11 +217,11 @@ class SpoolBuffer(MemoryBuffer):
         spill, self._spill = self._spill, []
         deletes, self._deletes = self._deletes, []
         writes = [c for c in staged if not c.done or c.keep]
-        items = [(encode_batch(c.records), False) for c in writes]
-        items.extend((blob, True) for blob, _ in spill)
         try:
+            items = [(encode_batch(c.records), False) for c in writes]
+            items.extend((blob, True) for blob, _ in spill)
             ids, gone = await self.spool.commit(items, deletes)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # anything: a dead commit loop would hang strict waiters
             self._staged[:0] = writes
             self._spill[:0] = spill
             self._deletes[:0] = deletes
@@ -246,9 +246,7 @@ class SpoolBuffer(MemoryBuffer):
             self.stats.incr("spool.deleted", gone, self._tags)
         return True
 
-    def _write_failed(
-        self, exc: sqlite3.Error | OSError, waiters: list[asyncio.Future[None] | None]
-    ) -> None:
+    def _write_failed(self, exc: Exception, waiters: list[asyncio.Future[None] | None]) -> None:
         full = is_disk_full(exc)
         reason = "disk_full" if full else "spool_error"
         self.stats.incr("spool.error", 1, {**self._tags, "op": "write", "reason": reason})

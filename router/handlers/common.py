@@ -168,6 +168,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     finally:
         _requests_counter(stats, name, status).incr()
+        # A request let in by the admission gate that queued nothing (refused, dropped)
+        # must still let the next waiter in: a submit would have.
+        dispatcher = request.app.get(DISPATCHER)
+        if dispatcher is not None and dispatcher.admission.waiting:
+            dispatcher.admission.poke()
 
 
 # `requests{endpoint,status}` handles, per Stats: one lookup a request, no tag dict sorted.

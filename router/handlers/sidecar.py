@@ -16,8 +16,8 @@ from ..enrich.flow import now_ms
 from ..errors import BadRequest
 from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
 from ..mapping import ServerItem
-from ..state import DISPATCHER, PIPELINE, SETTINGS, STASH, TAP
-from .common import json_response, require_bearer
+from ..state import PIPELINE, SETTINGS, STASH, TAP
+from .common import accept, check_capacity, json_response, require_bearer
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder] = {}  # type: ignore[type-arg]
@@ -43,6 +43,7 @@ async def decode(request: web.Request, kind: type[T]) -> T:
 async def post_events(request: web.Request) -> web.Response:
     app = request.app
     authorize(request)
+    await check_capacity(app)
     batch = await decode(request, ServerEventBatch)
     limit = app[SETTINGS].sidecar.max_events_per_batch
     if len(batch.events) > limit:
@@ -62,7 +63,8 @@ async def post_events(request: web.Request) -> web.Response:
 
     contexts = await asyncio.gather(*(context_of(i) for i in range(len(specs))))
     items = [ServerItem(e, s, c) for e, s, c in zip(batch.events, specs, contexts, strict=True)]
-    app[DISPATCHER].submit(app[TAP].server_events(pipeline, items, received))
+    # In strict mode, answered only once the events are on disk (as POST /metrics).
+    await accept(app, app[TAP].server_events(pipeline, items, received))
     done = [
         stash.clear(e.uid, e.token_id)
         for e, s in zip(batch.events, specs, strict=True)

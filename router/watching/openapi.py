@@ -27,6 +27,7 @@ from ..events import (
     StashBody,
     _checked_fields,
 )
+from ..records import KINDS
 from .tap import TapLine
 
 REF = "#/components/schemas/{name}"
@@ -299,7 +300,7 @@ def _document() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "Only records of this kind",
-                        "schema": {"enum": ["flow", "amplitude", "vwo"]},
+                        "schema": {"enum": list(KINDS)},
                     },
                     {
                         "name": "rejected",

@@ -20,7 +20,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -29,10 +29,17 @@ from ..enrich.flow import now_ms
 from ..events import MetricsBody
 from ..fxa_fields import client_metrics
 from ..mapping import FLOW_BEGIN, FORM_TYPES, Pipeline, RequestInfo, ServerItem
-from ..records import ActivityEvent, ClientMetrics, FlowEvent, Record, RecordBatch, VwoConversion
+from ..records import (
+    KINDS,
+    ActivityEvent,
+    ClientMetrics,
+    FlowEvent,
+    Kind,
+    Record,
+    RecordBatch,
+    VwoConversion,
+)
 
-Kind = Literal["flow", "amplitude", "vwo"]
-KINDS: tuple[Kind, ...] = ("flow", "amplitude", "vwo")
 # Lines a subscriber may have waiting; beyond it they are dropped and counted.
 BUFFER_LINES = 10_000
 SOCKET_NAME = "tap.sock"

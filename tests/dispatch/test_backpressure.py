@@ -122,3 +122,27 @@ async def test_64_closed_loop_clients_against_a_slow_log_sink_get_no_refusal(
     await client.app[DISPATCHER].flush()
     assert len(path.read_bytes().splitlines()) == 4 * 1024  # every record written
     assert stats.total("sink.dropped") == 0
+
+
+async def test_sidecar_events_wait_or_are_refused_too_never_dropped(
+    aiohttp_client: AiohttpClient, settings: Settings, rules: RuleTable
+) -> None:
+    # The sidecar goes through the same gate as POST /metrics: a 200 means queued.
+    stats = Stats()
+    settings = override(
+        settings, server={"backpressure_wait_ms": 20}, sidecar={"token": "sidecar-token"}
+    )
+    client, sink = await _gated_client(aiohttp_client, settings, rules, stats)
+    headers = {"Authorization": "Bearer sidecar-token"}
+    events = {"events": [{"event": "account.created", "uid": "0" * 32, "service": "sync"}] * 4}
+    statuses = []
+    for _ in range(30):
+        resp = await client.post("/sidecar/events", json=events, headers=headers)
+        statuses.append(resp.status)
+        await asyncio.sleep(0)
+    accepted = statuses.count(200)
+    assert 0 < accepted < 30 and statuses.count(503) == 30 - accepted
+    sink.up.set()
+    await client.app[DISPATCHER].flush()
+    assert stats.total("sink.dropped") == 0
+    assert len(sink.records) > 0 and len(sink.records) % accepted == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from router.config import Settings, override
 from router.dispatch import SinkRunner, SpoolBuffer
 from router.dispatch.deadletter import DeadLetters
 from router.dispatch.spool import Spool
-from router.records import FlowEvent, decode_batch, encode_batch
+from router.errors import PublishError
+from router.records import FlowEvent, Record, decode_batch, encode_batch
 from router.ruletable import RuleTable
+from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats
 
@@ -282,3 +285,40 @@ async def test_strict_mode_answers_after_commit(
     sink.up.set()
     await drain(runner)
     assert len(sink.flow) == 1 and len(sink.amplitude) == 1
+
+
+class BusDown(GatedSink):
+    """A durable sink whose bus refuses the first `down` sends as JetStream's sink does."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__("jetstream")
+        self.down = down
+
+    async def send(self, records: Sequence[Record]) -> None:
+        self.attempts += 1
+        if self.down:
+            self.down -= 1
+            raise PublishError(f"{len(records)} records not acknowledged by JetStream")
+        await MemorySink.send(self, records)
+
+
+async def test_a_bus_outage_keeps_batches_spooled_not_dead_lettered(tmp_path: Path) -> None:
+    # JetStreamSink.send raises PublishError for a bus that is down: the batch must stay in
+    # the spool and be published once the bus is back, never dead-lettered.
+    stats = Stats()
+    store = DeadLetters(tmp_path / "dead.db", stats)
+    sink = BusDown(down=5)
+    runner = runner_for(sink, tmp_path, stats, deadletters=store)
+    runner.retry_seconds = 0.001
+    await runner.open()
+    runner.start()
+    for i in range(4):
+        runner.submit(events(i * 5, 5))
+    async with asyncio.timeout(10):
+        await runner.flush()
+    await runner.close(5.0)
+    assert sink.attempts > 5
+    assert times(sink.records) == list(range(20))
+    assert await store.list() == []
+    assert stats.total("sink.dead_lettered") == 0
+    await store.close()

@@ -191,6 +191,9 @@ async def test_sidecar_and_metrics_flow_are_tapped(tapped: Client) -> None:
         if line["type"] == "event" and line["endpoint"] == "/sidecar/events":
             assert line["event"] == "account.created" and line["rule"]
             break
+    # Every kind is shown, the auth server's activityEvent record too.
+    kinds = {g["kind"] for g in await read_until(resp, 2) if g["type"] == "record"}
+    assert "activity" in kinds, kinds
     resp.close()
 
 

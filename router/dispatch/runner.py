@@ -163,20 +163,15 @@ class SinkRunner:
             if error is None:
                 self.disk_full.clear()
                 return None
-            if disk_full(error) and not self.buffer.closing:
-                # Nothing is dropped for want of space: the batch waits until there is some.
-                if not self.disk_full.is_set():
-                    log.error(
-                        "sink %s: disk full; refusing work until there is room", self.sink.name
-                    )
-                    self.disk_full.set()
-                await asyncio.sleep(self.retry_seconds)
-                continue
-            if _retry_later(error) and not self.buffer.closing:
-                # The destination is down, not the batch bad: it stays buffered (spooled).
-                await asyncio.sleep(self.retry_seconds)
-                continue
-            return error
+            full = disk_full(error)
+            if self.buffer.closing or not (full or _retry_later(error)):
+                return error
+            # Waited out with the batch kept: no room on disk (ingest refuses meanwhile),
+            # or a destination that is down rather than a batch that is bad.
+            if full and not self.disk_full.is_set():
+                log.error("sink %s: disk full; refusing work until there is room", self.sink.name)
+                self.disk_full.set()
+            await asyncio.sleep(self.retry_seconds)
 
     async def _attempt(self, records: list[Record]) -> Exception | None:
         """Send once. What failed is dead-lettered (`sink_error`) by a durable buffer that

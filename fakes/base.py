@@ -21,6 +21,10 @@ class FaultyServer:
     statuses: list[int] = field(default_factory=list)
     # Requests hanging right now.
     hung: int = 0
+    # False: validate and answer as always, but keep no copy of what was taken (the
+    # delivery bench sends millions of events); `taken` counts them either way.
+    keep: bool = True
+    taken: int = 0
 
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()

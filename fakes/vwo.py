@@ -59,7 +59,9 @@ class FakeVwo(FaultyServer):
             return self._answer(400)
         body = json.loads(raw)
         self.batch_requests += 1
-        self.events.extend((query, item["d"]) for item in body["ev"])
+        self.taken += len(body["ev"])
+        if self.keep:
+            self.events.extend((query, item["d"]) for item in body["ev"])
         await self._notify()
         return self._answer(200)
 
@@ -75,6 +77,8 @@ class FakeVwo(FaultyServer):
             await self._notify()
             return self._answer(400)
         self.single_requests += 1
-        self.events.append((query, json.loads(raw)["d"]))
+        self.taken += 1
+        if self.keep:
+            self.events.append((query, json.loads(raw)["d"]))
         await self._notify()
         return self._answer(200)

@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fakes.amplitude import FakeAmplitude
-from router.ids import hash_id, insert_id
+from router.ids import hash_id, hmac_hex, insert_id
 from router.sinks.amplitude import (
     BadRequest,
     InvalidApiKey,
@@ -40,6 +42,12 @@ from ..support.delivery import (
 KEY = HMAC_KEY.encode()
 
 # -- pure parts ----------------------------------------------------------------------------
+
+
+@given(key=st.binary(max_size=200), data=st.binary(max_size=300))
+def test_hmac_hex_is_the_standard_hmac_for_every_key_length(key: bytes, data: bytes) -> None:
+    # Keys longer than SHA-256's 64-byte block are hashed first (RFC 2104).
+    assert hmac_hex(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 def test_hash_id_is_hex_hmac_sha256() -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..events import MetricsBody, check_patterns, metrics_body_decoder
 from ..state import DEFERRED, PIPELINE, SETTINGS, TAP
+from .answer import Answer
 from .common import accept, check_capacity, request_info
 
 SUCCESS = b'{"success":true}'
@@ -42,7 +43,7 @@ def decode_body(data: bytes) -> MetricsBody:
     return body
 
 
-async def post_metrics(request: web.Request) -> web.Response:
+async def post_metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     await check_capacity(app)
@@ -61,4 +62,4 @@ async def post_metrics(request: web.Request) -> web.Response:
             await accept(app, pipeline.process_batch(body, req))
     else:
         app[DEFERRED].add(body, req)
-    return web.Response(body=SUCCESS, content_type="application/json")
+    return Answer(SUCCESS)

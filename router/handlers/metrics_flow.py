@@ -12,9 +12,11 @@ from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
 from ..watching.tap import begin_names
-from .common import accept, check_capacity, json_response, request_info
+from .answer import Answer
+from .common import accept, check_capacity, request_info
 
 log = logging.getLogger("request.metrics-flow")
+_json = msgspec.json.Encoder()
 
 
 def parse_query(request: web.Request) -> FlowQuery:
@@ -30,7 +32,7 @@ def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
-async def get_metrics_flow(request: web.Request) -> web.Response:
+async def get_metrics_flow(request: web.Request) -> web.StreamResponse:
     app = request.app
     stats, settings = app[STATS], app[SETTINGS]
     await check_capacity(app)
@@ -64,7 +66,8 @@ async def get_metrics_flow(request: web.Request) -> web.Response:
         await accept(app, app[TAP].request(pipeline, "/metrics-flow", ("flow.rp.engage",), batch))
         stats.incr("metrics_flow.engage")
     body = {"deviceId": device_id, "flowBeginTime": begin, "flowId": flow_id}
-    return json_response(body, headers=headers)
+    cors = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+    return Answer(_json.encode(body), headers=cors)
 
 
 async def options_metrics_flow(request: web.Request) -> web.Response:

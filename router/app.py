@@ -28,7 +28,7 @@ from .enrich.flow import FlowSigner
 from .enrich.geo import GeoDB
 from .enrich.locale import LocaleMatcher
 from .handlers import admin, dockerflow, sidecar
-from .handlers.common import error_middleware
+from .handlers.common import add_routes
 from .handlers.metrics import post_metrics
 from .handlers.metrics_flow import get_metrics_flow, options_metrics_flow
 from .ingest import Deferred
@@ -116,9 +116,7 @@ def make_app(
         DiskCheck(spool.path, spool.min_free_disk_mb),
     )
 
-    app = web.Application(
-        client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
-    )
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[STATS] = stats
     app[SIGNER] = signer
@@ -131,18 +129,26 @@ def make_app(
     app[STASH] = StashService(context_store(settings), settings.context.ttl_seconds, stats)
     app[DEADLETTERS] = deadletters
     app[ALLOWED_ORIGINS] = frozenset(settings.flow.allowed_origins)
-    app.router.add_get("/metrics-flow", get_metrics_flow)
-    app.router.add_route("OPTIONS", "/metrics-flow", options_metrics_flow)
-    app.router.add_post("/metrics", post_metrics)
-    app.router.add_get("/__version__", dockerflow.get_version)
-    app.router.add_get("/__heartbeat__", dockerflow.get_heartbeat)
-    app.router.add_get("/__lbheartbeat__", dockerflow.get_lbheartbeat)
-    app.router.add_get("/__stats__", dockerflow.get_stats)
-    app.router.add_post("/sidecar/events", sidecar.post_events)
-    app.router.add_post("/sidecar/context", sidecar.post_context)
-    app.router.add_post("/sidecar/context/propagate", sidecar.post_context_propagate)
-    app.router.add_get("/__openapi__", admin.get_openapi)
-    app.router.add_get("/__tap__", admin.get_tap)
+    add_routes(
+        app,
+        [
+            ("GET", "/metrics-flow", get_metrics_flow),
+            ("OPTIONS", "/metrics-flow", options_metrics_flow),
+            ("POST", "/metrics", post_metrics),
+            ("GET", "/__version__", dockerflow.get_version),
+            ("GET", "/__heartbeat__", dockerflow.get_heartbeat),
+            ("GET", "/__lbheartbeat__", dockerflow.get_lbheartbeat),
+            ("GET", "/__stats__", dockerflow.get_stats),
+            ("POST", "/sidecar/events", sidecar.post_events),
+            ("POST", "/sidecar/context", sidecar.post_context),
+            ("POST", "/sidecar/context/propagate", sidecar.post_context_propagate),
+            ("GET", "/__openapi__", admin.get_openapi),
+            ("GET", "/__tap__", admin.get_tap),
+        ],
+        stats,
+        tap,
+        dispatcher,
+    )
     app.on_shutdown.append(admin.close_taps)
     # Started in this order, closed in the reverse one.
     app.cleanup_ctx.append(_deadletters_ctx)

@@ -21,7 +21,7 @@ from ..errors import BadRequest
 from ..state import SETTINGS, STATS, TAP
 from ..watching.openapi import document_bytes
 from ..watching.tap import Subscriber, TapDropped, TapFilter, TapHello, encode_line, line_decoder
-from .common import error_middleware, require_bearer
+from .common import add_routes, require_bearer
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,10 @@ def tap_socket_ctx(path: Path, root: Path) -> Callable[[web.Application], AsyncI
             log.error("tap: %s is too long for a unix socket; taps see one worker only", path)
             yield
             return
-        inner = web.Application(middlewares=[error_middleware])
-        # What the error middleware and the stream read from their app.
+        inner = web.Application()
+        # What the stream reads from its app.
         inner[SETTINGS], inner[STATS], inner[TAP] = app[SETTINGS], app[STATS], tap
-        inner.router.add_get("/__tap__/worker", get_tap_local)
+        add_routes(inner, [("GET", "/__tap__/worker", get_tap_local)], app[STATS], tap)
         runner = web.AppRunner(inner, access_log=None)
         await runner.setup()
         with contextlib.suppress(FileNotFoundError):

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from router import healthcheck
 from router.handlers import dockerflow
+from router.state import STATS
 
 from ..conftest import Client
 from ..support.process import free_port
@@ -31,15 +32,31 @@ async def test_heartbeat(client: Client) -> None:
     assert (await resp.json())["checks"] == {"sink.memory": "ok"}
 
 
-async def test_unknown_path_is_404_json(client: Client) -> None:
+async def test_unknown_path_is_404_json_and_counted_without_its_path(client: Client) -> None:
     resp = await client.get("/nope")
     assert resp.status == 404
-    assert (await resp.json())["statusCode"] == 404
+    assert await resp.json() == {
+        "error": "Not Found",
+        "message": "404: Not Found",
+        "statusCode": 404,
+    }
+    stats = client.app[STATS]
+    assert stats.get("requests", endpoint="other", status="404") == 1
+    assert stats.get("request.rejected", endpoint="other", reason="not found", status="404") == 1
 
 
-async def test_wrong_method_is_405(client: Client) -> None:
-    resp = await client.put("/metrics")
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [("PUT", "/metrics", "POST"), ("POST", "/metrics-flow", "GET,HEAD,OPTIONS")],
+)
+async def test_wrong_method_is_405_json_with_allow(
+    client: Client, method: str, path: str, allow: str
+) -> None:
+    resp = await client.request(method, path)
     assert resp.status == 405
+    assert resp.headers["Allow"] == allow
+    assert (await resp.json())["statusCode"] == 405
+    assert client.app[STATS].get("requests", endpoint="other", status="405") == 1
 
 
 def test_version_json_from_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

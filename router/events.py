@@ -185,7 +185,7 @@ class MetricsBody(Struct, kw_only=True, gc=False):
     userPreferences: UserPreferences | None = None
 
 
-class FlowQuery(Struct, kw_only=True):
+class FlowQuery(Struct, kw_only=True, frozen=True):
     """`GET /metrics-flow` query parameters (all optional)."""
 
     entrypoint: Entrypoint | None = None

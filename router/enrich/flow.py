@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import time
 from enum import StrEnum
 from functools import lru_cache
+
+from ..keyed import hmac_hex
 
 
 class FlowProblem(StrEnum):
@@ -35,8 +36,7 @@ class FlowSigner:
         self._verified = lru_cache(maxsize=16384)(self._signature_ok)
 
     def _sign(self, salt: str, begin_time: int) -> str:
-        message = f"{salt}\n{begin_time:x}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return hmac_hex(self._key, f"{salt}\n{begin_time:x}".encode())[:32]
 
     def create(self, begin_time: int | None = None) -> tuple[str, int]:
         """A fresh (flow id, flowBeginTime)."""

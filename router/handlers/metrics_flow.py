@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 
 import msgspec
 from aiohttp import web
@@ -19,11 +19,39 @@ log = logging.getLogger("request.metrics-flow")
 _json = msgspec.json.Encoder()
 
 
+# Raw query string -> its FlowQuery. The pages that start flows send a few query strings
+# (their entrypoint and utm parameters) over and over. Bounded twice: short strings only,
+# and cleared when full, so a flood of distinct queries costs no memory.
+_QUERIES: dict[str, FlowQuery] = {}
+MAX_QUERIES = 4096
+MAX_QUERY_LENGTH = 1024
+
+
 def parse_query(request: web.Request) -> FlowQuery:
+    # Keyed by the raw (still percent-encoded) string: decoding first could make two
+    # different queries one key ("a=b%26c=d" and "a=b&c=d").
+    raw = request.rel_url.raw_query_string
+    known = _QUERIES.get(raw)
+    if known is not None:
+        return known
     try:
-        return msgspec.convert(dict(request.query), FlowQuery)
+        query = msgspec.convert(dict(request.query), FlowQuery)
     except msgspec.ValidationError as exc:
         raise BadRequest.from_validation(exc) from exc
+    if len(raw) <= MAX_QUERY_LENGTH:
+        if len(_QUERIES) >= MAX_QUERIES:
+            _QUERIES.clear()
+        _QUERIES[raw] = query  # FlowQuery is frozen: safe to share between requests
+    return query
+
+
+def device_id_hex() -> str:
+    """A random version-4 UUID as 32 hex digits, FxA's deviceId (uuid.v4() without
+    dashes), without building a UUID object."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
@@ -46,7 +74,7 @@ async def get_metrics_flow(request: web.Request) -> web.StreamResponse:
         raise Forbidden("origin not allowed", "$.headers.origin", "bad_origin")
 
     flow_id, begin = app[SIGNER].create()
-    device_id = uuid.uuid4().hex
+    device_id = device_id_hex()
     req = request_info(request, settings.server.trusted_proxies)
     pipeline = app[PIPELINE]
     if not engage:

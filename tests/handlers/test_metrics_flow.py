@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
 from router.enrich.flow import FlowSigner, now_ms
+from router.handlers import metrics_flow
+from router.handlers.metrics_flow import device_id_hex
 from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats
@@ -162,3 +165,36 @@ async def test_engage_uid_is_validated(client: Client) -> None:
     params = {"event_type": "engage", "service": CLIENT_ID, "uid": "not-a-uid"}
     resp = await client.get("/metrics-flow", params=params, headers={"Origin": ORIGIN})
     assert resp.status == 400
+
+
+def test_device_ids_are_random_version_4_uuids() -> None:
+    # FxA's get-metrics-flow.js: deviceId = uuid.v4().replace(/-/g, '').
+    ids = {device_id_hex() for _ in range(200)}
+    assert len(ids) == 200
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+
+
+async def test_queries_that_decode_alike_are_parsed_apart(client: Client) -> None:
+    # Cached by the raw query string: %26 is a literal "&" inside a value, not a separator.
+    plain = await client.get("/metrics-flow?entrypoint=a&utm_source=b")
+    encoded = await client.get("/metrics-flow?entrypoint=a%26utm_source=b")
+    again = await client.get("/metrics-flow?entrypoint=a&utm_source=b")
+    assert (plain.status, again.status) == (200, 200)
+    # "a&utm_source=b" is not a valid entrypoint: refused, however often the other is seen.
+    assert encoded.status == 400
+    assert (await encoded.json())["validation"]["keys"] == ["$.entrypoint"]
+
+
+async def test_the_query_cache_stays_bounded(client: Client) -> None:
+    metrics_flow._QUERIES.clear()
+    for i in range(metrics_flow.MAX_QUERIES + 50):
+        resp = await client.get(f"/metrics-flow?entrypoint=e{i}")
+        assert resp.status == 200
+    assert 0 < len(metrics_flow._QUERIES) <= metrics_flow.MAX_QUERIES
+    # A query longer than MAX_QUERY_LENGTH is answered but not remembered.
+    long = f"entrypoint={'x' * 1000}&utm_source={'y' * 100}"
+    assert len(long) > metrics_flow.MAX_QUERY_LENGTH
+    assert (await client.get(f"/metrics-flow?{long}")).status == 200
+    assert long not in metrics_flow._QUERIES

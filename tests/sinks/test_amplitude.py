@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fakes.amplitude import FakeAmplitude
-from router.ids import hash_id, hmac_hex, insert_id
+from router.ids import hash_id, insert_id
+from router.keyed import hmac_hex
 from router.sinks.amplitude import (
     BadRequest,
     InvalidApiKey,

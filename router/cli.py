@@ -250,7 +250,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
         from . import __version__, build_kind
 
-        parser.exit(message=f"metrics-router {__version__} ({build_kind()})\n")
+        print(f"metrics-router {__version__} ({build_kind()})")
+        parser.exit()
 
 
 def parser() -> argparse.ArgumentParser:

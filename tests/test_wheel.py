@@ -85,6 +85,8 @@ def test_the_installed_package_is_not_the_checkout(installed: Path, tmp_path: Pa
     ).stdout.strip()
     assert Path(where).is_relative_to(installed.parent), where
     assert not Path(where).is_relative_to(ROOT)
+    # The default wheel is pure Python, whatever METRICS_ROUTER_COMPILE says in this shell.
+    assert run(installed, tmp_path, "--version").stdout.strip().endswith("(pure Python)")
 
 
 def test_rules_check_and_explain_from_the_wheel(installed: Path, tmp_path: Path) -> None:
@@ -111,7 +113,10 @@ async def readme_first_example(bin_dir: Path, tmp_path: Path) -> str:
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "stdout.log"
-    router = RouterProcess(None, command=[str(bin_dir / "metrics-router")], cwd=empty, stdout=out)
+    # An empty PYTHONPATH counts as unset: a PYTHONPATH pointing at the checkout would win.
+    router = RouterProcess(
+        None, {"PYTHONPATH": ""}, command=[str(bin_dir / "metrics-router")], cwd=empty, stdout=out
+    )
     async with router, aiohttp.ClientSession() as http:
         async with http.get(f"{router.url}/metrics-flow?{FLOW_QUERY}") as resp:
             assert resp.status == 200

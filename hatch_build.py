@@ -60,6 +60,11 @@ class CompileHook(BuildHookInterface[BuilderConfig]):
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel" or not wanted():
             return
+        if version == "editable":
+            # An editable install imports the checkout's sources; there is nothing to put .so
+            # files beside.
+            self.app.display_warning(f"{ENV}: an editable install stays pure Python")
+            return
         modules = self.config.get("compile", [])
         if not modules:
             raise RuntimeError(f"{ENV}=1: no modules listed under the hook's `compile`")
@@ -89,6 +94,7 @@ class CompileHook(BuildHookInterface[BuilderConfig]):
             text=True,
         )
         if done.returncode != 0:
+            shutil.rmtree(self.scratch, ignore_errors=True)
             raise RuntimeError(f"mypyc failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
         # The group's shared library (router__mypyc) at the top, one small shim per module.
         candidates = [*self.scratch.glob("*"), *(self.scratch / "router").rglob("*")]
@@ -96,6 +102,7 @@ class CompileHook(BuildHookInterface[BuilderConfig]):
         names = {p.relative_to(self.scratch).as_posix().split(".")[0] for p in built}
         missing = [m for m in modules if m.removesuffix(".py") not in names]
         if missing:
+            shutil.rmtree(self.scratch, ignore_errors=True)
             raise RuntimeError(f"mypyc built no extension for {missing}")
         for path in built:
             build_data["force_include"][str(path)] = path.relative_to(self.scratch).as_posix()

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import msgspec
 
+import router
+from router import build_kind
+
 from .results import Figures, Report, ScenarioResult, Target
 from .scenarios import RESULT_MARK, SCENARIOS
 
@@ -223,10 +226,13 @@ def machine() -> dict[str, str]:
         "cpu_model": model,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # Which router the scenarios' processes import: compiled (mypyc) or pure Python.
+        "router": build_kind(),
     }
 
 
 def run_all(names: Sequence[str], duration: float, smoke: bool) -> Report:
+    print(f"router: {build_kind()}, {os.path.dirname(router.__file__)}", file=sys.stderr)
     results = [
         run_scenario(name, duration, smoke, i, len(names)) for i, name in enumerate(names, 1)
     ]

@@ -244,8 +244,21 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """`--version`: the version and whether the compiled modules run (imported only then)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from . import __version__, build_kind
+
+        print(f"metrics-router {__version__} ({build_kind()})")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="metrics-router", description=__doc__)
+    top.add_argument(
+        "--version", action=_Version, nargs=0, help="print the version and build kind, then exit"
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")

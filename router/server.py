@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from . import build_kind
 from .app import make_app
 from .config import Settings
 from .ruletable.ruleset import RuleSet
@@ -72,7 +73,7 @@ def serve(
         access_log=None,
         # Called once the sockets are bound: a reliable readiness line.
         print=lambda _: log.info(
-            "metrics-router listening on http://%s:%d", server.host, server.port
+            "metrics-router listening on http://%s:%d (%s)", server.host, server.port, build_kind()
         ),
         loop=loop,
         handle_signals=True,

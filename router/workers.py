@@ -39,6 +39,7 @@ from aiohttp.worker import GunicornUVLoopWebWorker
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from . import build_kind
 from .config import Settings, override
 from .handlers.admin import tap_socket_ctx
 from .ruletable.ruleset import RuleSet
@@ -312,10 +313,11 @@ class RouterApplication(BaseApplication):  # type: ignore[misc]
     def _when_ready(self, arbiter: Arbiter) -> None:
         server = self.settings.server
         log.info(
-            "metrics-router listening on http://%s:%d (%d workers)",
+            "metrics-router listening on http://%s:%d (%d workers, %s)",
             server.host,
             server.port,
             server.workers,
+            build_kind(),
         )
 
     def load(self) -> Callable[[], Awaitable[web.Application]]:

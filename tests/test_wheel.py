@@ -30,10 +30,8 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `bin/` of a fresh venv holding the wheel built from the sdist built from ROOT."""
-    base = tmp_path_factory.mktemp("wheel")
+def build_and_install(base: Path, env: dict[str, str] | None = None) -> Path:
+    """The `bin/` of a fresh venv under `base` holding the wheel built from the sdist of ROOT."""
     dist = base / "dist"
     # `python -m build` makes the sdist, then the wheel *from the sdist*: a file missing
     # from either is missing from the install.
@@ -41,7 +39,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
-        env=clean_env(),
+        env=env or clean_env(),
     )
     (wheel,) = dist.glob("metrics_router-*.whl")
     (sdist,) = dist.glob("metrics_router-*.tar.gz")
@@ -57,6 +55,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env=clean_env(),
     )
     return bin_dir
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `bin/` of a fresh venv holding the (pure Python) wheel built from ROOT."""
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
 
 
 def run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,6 +85,8 @@ def test_the_installed_package_is_not_the_checkout(installed: Path, tmp_path: Pa
     ).stdout.strip()
     assert Path(where).is_relative_to(installed.parent), where
     assert not Path(where).is_relative_to(ROOT)
+    # The default wheel is pure Python, whatever METRICS_ROUTER_COMPILE says in this shell.
+    assert run(installed, tmp_path, "--version").stdout.strip().endswith("(pure Python)")
 
 
 def test_rules_check_and_explain_from_the_wheel(installed: Path, tmp_path: Path) -> None:
@@ -95,11 +101,22 @@ def test_rules_check_and_explain_from_the_wheel(installed: Path, tmp_path: Path)
 
 
 async def test_readme_first_example_against_the_wheel(installed: Path, tmp_path: Path) -> None:
-    """README "First example": a flow, its events posted, the mozlog lines on stdout."""
+    started = await readme_first_example(installed, tmp_path)
+    assert started.endswith("(pure Python)"), started
+
+
+async def readme_first_example(bin_dir: Path, tmp_path: Path) -> str:
+    """README "First example": a flow, its events posted, the mozlog lines on stdout.
+
+    Returns the router's start-up line ("... listening on ... (<build kind>)").
+    """
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "stdout.log"
-    router = RouterProcess(None, command=[str(installed / "metrics-router")], cwd=empty, stdout=out)
+    # An empty PYTHONPATH counts as unset: a PYTHONPATH pointing at the checkout would win.
+    router = RouterProcess(
+        None, {"PYTHONPATH": ""}, command=[str(bin_dir / "metrics-router")], cwd=empty, stdout=out
+    )
     async with router, aiohttp.ClientSession() as http:
         async with http.get(f"{router.url}/metrics-flow?{FLOW_QUERY}") as resp:
             assert resp.status == 200
@@ -116,3 +133,4 @@ async def test_readme_first_example_against_the_wheel(installed: Path, tmp_path:
     assert flow_events == ["flow.begin", "flow.signin.view", "flow.signin.submit"]
     assert amplitude == ["fxa_login - view", "fxa_login - submit"]
     assert all(x["Fields"]["flow_id"] == flow["flowId"] for x in lines if x["Type"] == "flowEvent")
+    return next(line for line in router.stderr_lines if "listening on" in line).strip()

@@ -19,59 +19,13 @@ from typing import Any
 import msgspec
 
 from ..records import AmplitudeEvent, ClientMetrics, FlowEvent, Record
+from .lines import ClientMetricsLine, FxaFlowLine
 
 FLOW_VERSION = 1  # fxa-shared metrics/flow-performance VERSION
 CLIENT_METRICS_VERSION = 1  # metrics-collector-stderr.js VERSION
 
 Head = Callable[[str], bytes]
 _AMPLITUDE_OP = b'{"op":"amplitudeEvent",'
-
-
-class FxaFlowLine(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """logFlowEvent's object, in its key order (JSON.stringify drops undefined values)."""
-
-    country: str | None = None
-    countryCode: str | None = None
-    event: str
-    flow_id: str
-    flow_time: int
-    hostname: str
-    locale: str | None = None
-    op: str
-    pid: int
-    region: str | None = None
-    userAgent: str | None = None
-    v: int
-    time: int
-    context: str | None = None
-    entrypoint: str | None = None
-    service: str | None = None
-    utm_campaign: str | None = None
-    utm_content: str | None = None
-    utm_medium: str | None = None
-    utm_source: str | None = None
-
-
-class ClientMetricsLine(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """toLoggableEvent's object, in its key order."""
-
-    time: str
-    op: str
-    hostname: str
-    pid: int
-    v: int
-    lang: Any
-    agent: str | None = None
-    duration: Any
-    context: Any
-    service: Any
-    marketingLink: Any
-    marketingType: Any
-    marketingClicked: Any
-    events: list[str]
-    event_durations: list[int]
-    screen_width: Any = msgspec.field(default=None, name="screen.width")
-    screen_height: Any = msgspec.field(default=None, name="screen.height")
 
 
 def flow_line(record: FlowEvent, hostname: str, pid: int) -> FxaFlowLine:

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from typing import IO, Any, ClassVar
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from ..records import ActivityEvent, AmplitudeEvent, FlowEvent, Record, VwoConversion
 from .base import Kind, Sink
 from .fxa_format import FxaLines
+from .lines import MozLogLine
 
 INFO = 6
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
@@ -32,17 +34,8 @@ _replace = msgspec.structs.replace
 log = logging.getLogger(__name__)
 
 
-class MozLogLine(msgspec.Struct, gc=False):
-    Timestamp: int
-    Logger: str
-    Type: str
-    Hostname: str
-    Pid: int
-    EnvVersion: str
-    Severity: int
-    Fields: Any
-
-
+# client_metrics.py (and tests) subclass it, and this module may be compiled with mypyc.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LogSink(Sink):
     """Writes `flowEvent`, `amplitudeEvent`, `activityEvent` and `vwoConversion` lines.
 

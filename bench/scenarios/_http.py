@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import time
@@ -86,6 +87,28 @@ def measure(
     return figures, sent
 
 
+ROUNDS = 3  # each server measured this many times, interleaved; the median round counts
+
+
+def median_round(rounds: Sequence[Figures]) -> Figures:
+    """The round with the median requests/s (a shared machine's drift hits every server)."""
+    ordered = sorted(rounds, key=lambda f: f.requests_per_s or 0.0)
+    return ordered[len(ordered) // 2]
+
+
+def settle(server: Server, limit: float = 30.0) -> None:
+    """Wait (bounded) until the server's CPU time stops growing: its sinks have caught up,
+    so what it still has to write does not run during the next server's measurement."""
+    end = time.monotonic() + limit
+    last = cpu_seconds(server.pid)
+    while time.monotonic() < end:
+        time.sleep(0.25)
+        now = cpu_seconds(server.pid)
+        if now - last < 0.01:
+            return
+        last = now
+
+
 def run_http(
     scenario: str,
     title: str,
@@ -101,86 +124,99 @@ def run_http(
     label: str = "router",
     variants: Sequence[tuple[str, str]] = (),
 ) -> ScenarioResult:
-    """Both baselines then the router, same wrk script and pinning; what the log sink wrote.
+    """Both baselines and the router, same wrk script and pinning; what the log sink wrote.
 
-    `variants` are (label, extra config) pairs: the router measured again with more config
-    (e.g. an Amplitude sink pointed at a destination that never answers).
+    Every server is started first; then each is measured ROUNDS times, interleaved (bare,
+    decode floor, router, variants, and again), and the median round of each is reported:
+    the host's drift over a run then moves baselines and router alike. `variants` are
+    (label, extra config) pairs: the router measured again with more config (e.g. an
+    Amplitude sink pointed at a destination that never answers).
     """
     reason = wrk.available()
     if reason is not None:
         return ScenarioResult(scenario=scenario, title=title, skipped=reason)
     server_cpu, wrk_cpu = placement()
+    rounds = 1 if smoke else ROUNDS
     notes = []
     if server_cpu is None:
         notes.append("one CPU only: server and wrk share it (figures are not comparable)")
     else:
-        notes.append(f"server pinned to CPU {server_cpu}, wrk (1 thread) to CPU {wrk_cpu}")
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        notes.append(
+            f"server pinned to CPU {server_cpu}, wrk (1 thread) to CPU {wrk_cpu};"
+            f" {rounds} interleaved rounds of {duration:g} s each, median round"
+        )
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
         body_file = None
         if body is not None:
             body_file = directory / "body.json"
             body_file.write_bytes(body)
         script = wrk.write_script(directory / "script.lua", method, body_file, headers)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}{path}"
-        with baseline_server(port, server_cpu) as base:
-            baseline, _ = measure(
-                base, url, script, duration, wrk_cpu, events_per_request, "baseline", not smoke
-            )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}{path}"
-        with baseline_server(port, server_cpu, "decode") as base:
-            floor, _ = measure(
-                base, url, script, duration, wrk_cpu, events_per_request, "decode floor", not smoke
-            )
         log_path = directory / "router.log"
-        config = router_config(directory, log_path)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}{path}"
-        server = router_server(config, port, server_cpu)
-        with server:
-            figures, sent = measure(
-                server, url, script, duration, wrk_cpu, events_per_request, label, not smoke
+        # (label, server, port); the router is the third.
+        started: list[tuple[str, Server, int]] = []
+        for name, mode in (("baseline", "bare"), ("decode floor", "decode")):
+            port = free_port()
+            started.append(
+                (name, stack.enter_context(baseline_server(port, server_cpu, mode)), port)
             )
-            # wrk does not count the requests in flight when it stops (up to one per
-            # connection, more while backpressure holds them): the router's own count does.
-            answered = answered_2xx(port, path.split("?", 1)[0])
-        code = server.stop()
+        configs = [(label, router_config(directory, log_path))]
+        for name, extra in variants:
+            variant_dir = directory / name.replace(" ", "-")
+            variant_dir.mkdir()
+            configs.append((name, router_config(variant_dir, variant_dir / "router.log", extra)))
+        for name, config in configs:
+            port = free_port()
+            started.append(
+                (name, stack.enter_context(router_server(config, port, server_cpu)), port)
+            )
+        measured: dict[str, list[Figures]] = {name: [] for name, _, _ in started}
+        sent_in_all: dict[str, int] = {name: 0 for name, _, _ in started}
+        for index in range(rounds):
+            for name, server, port in started:
+                url = f"http://127.0.0.1:{port}{path}"
+                warm = index == 0 and not smoke
+                figures, sent = measure(
+                    server, url, script, duration, wrk_cpu, events_per_request, name, warm
+                )
+                measured[name].append(figures)
+                sent_in_all[name] += sent
+                settle(server)
+        baseline = median_round(measured["baseline"])
+        floor = median_round(measured["decode floor"])
+        _, router, router_port = started[2]
+        # wrk does not count the requests in flight when it stops (up to one per
+        # connection, more while backpressure holds them): the router's own count does.
+        answered = answered_2xx(router_port, path.split("?", 1)[0])
+        code = router.stop()
+        figures = median_round(measured[label])
+        figures.events = sent_in_all[label] * events_per_request
         figures.baseline = baseline
         figures.floor = floor
         written = count_lines(log_path) if log_path.exists() else 0
-        if answered is not None:
-            sent = answered
+        sent = answered if answered is not None else sent_in_all[label]
         expected = sent * records_per_request(FlowSigner(FLOW_KEY))
         share = f" ({written / expected:.1%})" if expected else ""
         notes.append(
             f"log sink wrote {written:,} of {expected:,} records{share} after a clean stop"
             f" (exit {code}); {figures.events:,} events sent in all, including the warm-up"
         )
-        if figures.errors:
+        errors = sum(f.errors or 0 for f in measured[label])
+        figures.errors = errors
+        if errors:
             notes.append(
-                f"{figures.errors:,} requests not answered 2xx (503 = backpressure: a sink was"
-                " behind); they are not counted"
+                f"{errors:,} requests not answered 2xx in all rounds (503 = backpressure: a"
+                " sink was behind); they are not counted"
             )
-        dropped = [line for line in server.tail if "dropped" in line or "not delivered" in line]
+        dropped = [line for line in router.tail if "dropped" in line or "not delivered" in line]
         if dropped:
             notes.append(f"router said: {dropped[-1][-160:]}")
         rows = [figures]
-        for name, extra in variants:
-            variant_dir = directory / name.replace(" ", "-")
-            variant_dir.mkdir()
-            config = router_config(variant_dir, variant_dir / "router.log", extra)
-            port = free_port()
-            url = f"http://127.0.0.1:{port}{path}"
-            server = router_server(config, port, server_cpu)
-            with server:
-                other, _ = measure(
-                    server, url, script, duration, wrk_cpu, events_per_request, name, not smoke
-                )
-            server.stop()
+        for name, _ in configs[1:]:
+            other = median_round(measured[name])
             other.baseline = baseline
             other.floor = floor
+            other.errors = sum(f.errors or 0 for f in measured[name])
             rows.append(other)
             if figures.requests_per_s and other.requests_per_s is not None:
                 notes.append(

@@ -1,7 +1,7 @@
 """One place where failures get a name and, where they reach HTTP, a status.
 
-Two families: `HttpError`s end a request with their `status` (the error middleware in
-`handlers/common.py` is the one translation boundary), and `ProblemsError`s refuse a
+Two families: `HttpError`s end a request with their `status` (the error boundary in
+`handlers/common.py`, `guarded`, is the one translation point), and `ProblemsError`s refuse a
 start-up or a reload, carrying every `Problem` found, each located by file and line.
 """
 

@@ -13,12 +13,15 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 # .dockerignore lets in only what the wheel is made of (and version.json, if present).
 COPY . /src
-# 1: the hot modules compiled with mypyc (README "Performance"); a C compiler is installed
-# in this stage only, the final image stays compiler-free.
+# 1: the hot modules compiled with mypyc (README "Performance"); a C compiler (and the
+# Python headers, where the base image lacks them) is installed in this stage only, the
+# final image stays compiler-free.
 ARG METRICS_ROUTER_COMPILE=0
 RUN set -e; cd /src; export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1; \
     if [ "$METRICS_ROUTER_COMPILE" = 1 ]; then apt-get update -q; \
-        apt-get install -y -q --no-install-recommends gcc libc6-dev; fi; \
+        headers=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+        dev=; [ -f "$headers/Python.h" ] || dev=python3-dev; \
+        apt-get install -y -q --no-install-recommends gcc libc6-dev $dev; fi; \
     python -m pip wheel -q --no-deps --wheel-dir /dist .; \
     python -m venv /opt/metrics-router; \
     /opt/metrics-router/bin/pip install -q /dist/metrics_router-*.whl; \

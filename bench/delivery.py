@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from router.sinks.vwo import VwoSink
 from router.stats import Stats
 
 from .destinations import API_KEY
+from .procs import Server
 from .scenarios.sinks import records
 
 VWO_SETTINGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "vwo-settings.json"
@@ -55,26 +55,9 @@ def vwo_record(i: int) -> Record:
 @contextmanager
 def destinations(cpu: int | None) -> Iterator[list[str]]:
     """`bench.destinations` in a child process: [amplitude url, vwo url, account, sdk key]."""
-    argv = [sys.executable, "-m", "bench.destinations"]
-    if cpu is not None:
-        argv += ["--cpu", str(cpu)]
-    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline().split()
-        if not line or line[0] != "ready":
-            raise RuntimeError("bench.destinations did not start")
-        yield line[1:]
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    with Server([sys.executable, "-m", "bench.destinations"], "ready", cpu) as server:
+        ready = next(line for line in server.tail if line.startswith("ready"))
+        yield ready.split()[1:]
 
 
 async def _measure(

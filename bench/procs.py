@@ -118,6 +118,9 @@ class Server:
                 self.proc.wait()
         if self._reader is not None:
             self._reader.join(5)
+        reading = self._reader is not None and self._reader.is_alive()
+        if self.proc.stderr is not None and not reading:
+            self.proc.stderr.close()  # the reader saw EOF: nothing is left to drain
         return self.proc.returncode
 
     def __enter__(self) -> Self:

@@ -216,6 +216,7 @@ def worker_app(
 ) -> web.Application:
     """One worker's application: claim a directory, resume its counters, build the app."""
     from .app import make_app
+    from .server import settle_heap
 
     claimed = claim_worker_dir(Path(settings.server.worker_dir))
     stats = Stats(settings.stats.default_sample_rate)
@@ -238,6 +239,7 @@ def worker_app(
         log.info("worker %d (pid %d) ready in %s", claimed.index, os.getpid(), claimed.path)
 
     app.on_startup.append(announce)
+    settle_heap()  # as a single router does: GC thresholds, malloc
     return app
 
 

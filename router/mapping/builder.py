@@ -8,8 +8,7 @@ records; per event only the rule lookup, the time and the record itself are made
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,6 +36,43 @@ FORM_TYPES = {
     "button": ("screen.rp-button", "flow.rp-button.view"),
     "subscribe": ("screen.subscribe", "flow.subscribe.view"),
 }
+
+
+class EventPlan(NamedTuple):
+    """What an event's name alone decides: the name rules see, its timing, its flow event."""
+
+    name: str | None  # None: a flow.timing.* name without a number (dropped as bad_time)
+    timing: int | None  # flow.timing.*'s number: the event's flow_time
+    flow_event: str | None  # the flow event it writes (screen.x -> flow.x.view), if any
+
+
+# Names seen before (not flow.timing.*, whose numbers make every name new): bounded, and
+# dropped at once when full, so a flood of distinct names costs memory only up to this.
+MAX_PLANS = 4096
+PLANS: dict[str, EventPlan] = {}
+
+
+def event_plan(name: str) -> EventPlan:
+    timing: int | None = None
+    if name.startswith("flow.timing."):
+        sep = name.rfind(".")
+        try:
+            timing = int(float(name[sep + 1 :]))
+        except (ValueError, OverflowError):  # "x", "nan", "inf"
+            return EventPlan(None, None, None)
+        name = name[:sep]
+    if name.startswith("screen."):
+        flow_event: str | None = f"flow.{name[7:]}.view"
+    elif name.startswith("flow."):
+        flow_event = name
+    else:
+        flow_event = None
+    plan = EventPlan(name, timing, flow_event)
+    if timing is None:
+        if len(PLANS) >= MAX_PLANS:
+            PLANS.clear()
+        PLANS[name] = plan
+    return plan
 
 
 class _Shared:
@@ -200,16 +236,13 @@ class RecordBuilder:
     def _emit(
         self,
         out: RecordBatch,
-        name: str,
+        mapping: Mapping,
         time: int,
         subject: Subject,
         req: RequestInfo,
         shared: _Shared,
-        match: Callable[[str], Mapping | None],
-    ) -> bool:
-        mapping = match(name)
-        if mapping is None:
-            return False
+    ) -> dict[str, Any] | None:
+        """Append one event's records; its event_properties if that is all it makes."""
         base_props = shared.base_props
         props = base_props
         if mapping.properties or mapping.fields:
@@ -267,6 +300,23 @@ class RecordBuilder:
                     ip=req.ip,
                 )
             )
+            return None
+        return None if mapping.minimal or mapping.also else props
+
+    def _emit_named(
+        self,
+        out: RecordBatch,
+        name: str,
+        time: int,
+        subject: Subject,
+        req: RequestInfo,
+        shared: _Shared,
+    ) -> bool:
+        """Append the records of the event `name`; False if no rule maps it."""
+        mapping = self.rules.match(name)
+        if mapping is None:
+            return False
+        self._emit(out, mapping, time, subject, req, shared)
         return True
 
     # -- whole requests -------------------------------------------------------------------
@@ -297,35 +347,55 @@ class RecordBuilder:
         flows = out.flow
         flow_template = FlowEvent(event="", flow_time=0, time=0, **flow_fields)
         initial_view = present(body.initialView)
+        amplitude = out.amplitude.append
+        template = shared.amplitude
+        # Per mapping, the properties of this request's plain records (no `also`, VWO or
+        # minimal output): those records are made right here; the rest go through _emit.
+        plain: dict[int, tuple[Mapping, dict[str, Any]]] = {}
+        plans = PLANS
         unmapped = stale = 0
         for event in body.events:
             name = event.type
             if name == FLOW_BEGIN:
                 time = begin
                 flow_time = 0
+                flow_event: str | None = FLOW_BEGIN
             else:
                 time = start + event.offset
-                if name == "loaded":
-                    name = f"flow.performance.{initial_view}"
                 if not oldest < time <= req.received:
                     stale += 1
                     continue
-                if name.startswith("flow.timing."):
-                    sep = name.rfind(".")
-                    try:
-                        flow_time = int(float(name[sep + 1 :]))
-                    except ValueError:
-                        stale += 1
-                        continue
-                    name = name[:sep]
-                else:
-                    flow_time = time - begin
-            if not self._emit(out, name, time, subject, req, shared, match):
+                if name == "loaded":
+                    name = f"flow.performance.{initial_view}"
+                plan = plans.get(name) or event_plan(name)
+                rule_name, timing, flow_event = plan
+                if rule_name is None:
+                    stale += 1  # flow.timing.* without a number
+                    continue
+                name = rule_name
+                flow_time = time - begin if timing is None else timing
+            mapping = match(name)
+            if mapping is None:
                 unmapped += 1
-            if name.startswith("screen."):
-                name = f"flow.{name[7:]}.view"
-            if name.startswith("flow."):
-                flows.append(_replace(flow_template, event=name, flow_time=flow_time, time=time))
+            else:
+                entry = plain.get(id(mapping))
+                if entry is not None and entry[0] is mapping:
+                    amplitude(
+                        _replace(
+                            template,
+                            event_type=mapping.event_type,
+                            time=time,
+                            event_properties=entry[1],
+                        )
+                    )
+                else:
+                    props = self._emit(out, mapping, time, subject, req, shared)
+                    if props is not None:
+                        plain[id(mapping)] = (mapping, props)
+            if flow_event is not None:
+                flows.append(
+                    _replace(flow_template, event=flow_event, flow_time=flow_time, time=time)
+                )
         stats.incr("metrics.events.accepted", len(body.events))
         if len(body.events) > unmapped + stale:
             stats.incr("metrics.events.mapped", len(body.events) - unmapped - stale)
@@ -343,11 +413,11 @@ class RecordBuilder:
         subject = Subject.from_query(query, flow_id, begin, device_id)
         shared = self._templates(subject, req)
         flow_fields = self._flow_fields(subject, req)
-        self._emit(out, FLOW_BEGIN, begin, subject, req, shared, self.rules.match)
+        self._emit_named(out, FLOW_BEGIN, begin, subject, req, shared)
         out.flow.append(FlowEvent(event=FLOW_BEGIN, flow_time=0, time=begin, **flow_fields))
         if query.form_type in FORM_TYPES:
             screen, flow_event = FORM_TYPES[query.form_type]
-            self._emit(out, screen, begin, subject, req, shared, self.rules.match)
+            self._emit_named(out, screen, begin, subject, req, shared)
             out.flow.append(FlowEvent(event=flow_event, flow_time=0, time=begin, **flow_fields))
         return out
 
@@ -358,5 +428,5 @@ class RecordBuilder:
         out = RecordBatch()
         subject = Subject.from_query(query, flow_id, begin, device_id)
         shared = self._templates(subject, req)
-        self._emit(out, "flow.rp.engage", begin, subject, req, shared, self.rules.match)
+        self._emit_named(out, "flow.rp.engage", begin, subject, req, shared)
         return out

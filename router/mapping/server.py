@@ -74,7 +74,7 @@ class Pipeline(RecordBuilder):
             time = event.time or received
             shared = self._templates(subject, req)
             first = len(out.amplitude)
-            if not self._emit(out, event.event, time, subject, req, shared, match):
+            if not self._emit_named(out, event.event, time, subject, req, shared):
                 unmapped += 1
             if not valid:
                 continue
@@ -95,7 +95,7 @@ class Pipeline(RecordBuilder):
                 complete = match(name)
                 done = {e.event_type for e in out.amplitude[first:]}
                 if complete is not None and complete.event_type not in done:
-                    self._emit(out, name, time, subject, req, shared, match)
+                    self._emit(out, complete, time, subject, req, shared)
         stats.incr("server_events.accepted", len(items), sample_rate=1.0)
         if len(items) > unmapped:
             stats.incr("server_events.mapped", len(items) - unmapped, sample_rate=1.0)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from itertools import groupby
 from typing import IO, Any, ClassVar
 
 import msgspec
@@ -128,14 +129,59 @@ class LogSink(Sink):
         now = time.time_ns()
         if self._fxa is not None:
             return self._fxa.encode(records, lambda kind: self._head(kind, now))
-        logger, hostname, pid, fields = self.logger, self.hostname, self.pid, self._fields
-        # One envelope Struct a record and one encoder call for the batch (no per-line join).
-        return self._encoder.encode_lines(
-            [
-                MozLogLine(now, logger, kind, hostname, pid, "2.0", INFO, value)
-                for kind, value in map(fields, records)
-            ]
-        )
+        # Records come in runs of one type (a request's Amplitude events, then its flow
+        # events). Each run is one `encode_lines` call over the records themselves; the
+        # envelope is spliced around every line with one `replace` (an encoded line holds
+        # no raw newline). No Struct or tuple is built per flow or activity record.
+        parts: list[bytes | memoryview] = []
+        heads: dict[str, bytes] = {}
+        for cls, group in groupby(records, type):
+            run = list(group)
+            fields: Sequence[Any]
+            if cls is AmplitudeEvent:
+                kind, fields = "amplitudeEvent", self._amplitude_fields(run)
+            elif cls is FlowEvent or cls is ActivityEvent:
+                kind = "flowEvent" if cls is FlowEvent else "activityEvent"
+                fields = run
+            else:
+                kind, fields = self._fields(run[0])[0], [self._fields(r)[1] for r in run]
+            head = heads.get(kind)
+            if head is None:
+                head = heads[kind] = self._head(kind, now)
+            # "a\nb\n" -> HEAD "a}\nHEAD b}\nHEAD", the last HEAD cut off (a view: no copy).
+            lines = self._encoder.encode_lines(fields).replace(b"\n", b"}\n" + head)
+            parts.append(head)
+            parts.append(memoryview(lines)[: -len(head)])
+        return b"".join(parts)
+
+    def _amplitude_fields(self, run: Sequence[Record]) -> list[Any]:
+        """Each record with its nested objects as JSON strings and no insert_id."""
+        out: list[Any] = []
+        append = out.append
+        # A request's records share a few dicts (its user properties, one event-properties
+        # dict per mapping): each is encoded once per batch. The records hold the dicts,
+        # so their ids stay theirs while this runs.
+        strings: dict[int, Any] = {}
+        encode = self._encoder.encode
+        for record in run:
+            assert isinstance(record, AmplitudeEvent)
+            event, user = record.event_properties, record.user_properties
+            event_raw = strings.get(id(event))
+            if event_raw is None:
+                event_raw = strings[id(event)] = (
+                    msgspec.Raw(encode(encode(event).decode())) if event else _EMPTY
+                )
+            user_raw = strings.get(id(user))
+            if user_raw is None:
+                user_raw = strings[id(user)] = (
+                    msgspec.Raw(encode(encode(user).decode())) if user else _EMPTY
+                )
+            append(
+                _replace(
+                    record, event_properties=event_raw, user_properties=user_raw, insert_id=None
+                )
+            )
+        return out
 
     def _write(self, data: bytes) -> None:
         with self._lock:

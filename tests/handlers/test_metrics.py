@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from router.enrich.flow import now_ms
+from router.mapping.builder import MAX_PLANS, PLANS, event_plan
 from router.sinks.memory import MemorySink
-from router.state import DISPATCHER
+from router.state import DISPATCHER, STATS
 from router.stats import Stats
 
 from ..conftest import Client
@@ -92,6 +93,46 @@ async def test_renames_loaded_timing_and_screen(client: Client, sink: MemorySink
     assert set(by_name) == {"flow.performance.signup", "flow.timing.rendered", "flow.signup.view"}
     assert by_name["flow.timing.rendered"].flow_time == 1234
     assert [e.event_type for e in sink.amplitude] == ["fxa_reg - view"]
+
+
+async def test_timing_names_without_a_finite_number_drop_only_that_event(
+    client: Client, sink: MemorySink
+) -> None:
+    # int(float("inf")) raises OverflowError, not ValueError: it once escaped the
+    # deferred processing and lost every batch answered in that loop turn.
+    data = body(
+        [
+            ("flow.timing.rendered.inf", 10),
+            ("flow.timing.rendered.nan", 11),
+            ("flow.timing.rendered.-1e999", 12),
+            ("flow.timing.rendered.x", 13),
+            ("flow.timing.rendered.-5", 14),
+            ("flow.signin.submit", 20),
+        ]
+    )
+    assert (await client.post("/metrics", json=data)).status == 200
+    other = body([("flow.signin.engage", 30)])
+    assert (await client.post("/metrics", json=other)).status == 200
+    await settle(client)
+    assert [(f.event, f.flow_time) for f in sink.flow if f.event.startswith("flow.timing.")] == [
+        ("flow.timing.rendered", -5)
+    ]
+    assert {f.event for f in sink.flow} == {
+        "flow.timing.rendered",
+        "flow.signin.submit",
+        "flow.signin.engage",
+    }
+    stats = client.app[STATS]
+    assert stats.get("metrics.events.dropped", reason="bad_time") == 4
+
+
+def test_event_plans_stay_bounded_under_distinct_names() -> None:
+    PLANS.clear()
+    for i in range(MAX_PLANS * 3):
+        assert event_plan(f"screen.s{i}").flow_event == f"flow.s{i}.view"
+        assert event_plan(f"flow.timing.t.{i}").timing == i  # never remembered
+        assert len(PLANS) <= MAX_PLANS
+    assert "flow.timing.t.1" not in PLANS
 
 
 async def test_dnt_removes_utm_from_flow_events(client: Client, sink: MemorySink) -> None:

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from router.app import make_app
@@ -20,7 +21,7 @@ from router.config import (
 )
 from router.dispatch.deadletter import DeadLetters
 from router.errors import ConfigError
-from router.records import ActivityEvent, AmplitudeEvent, FlowEvent
+from router.records import ActivityEvent, AmplitudeEvent, FlowEvent, VwoConversion
 from router.ruletable import RuleTable
 from router.ruletable.registry import Registry
 from router.sinks import build_sinks
@@ -109,6 +110,51 @@ def test_default_format_is_unchanged_mozlog() -> None:
     flow_line, amplitude_line = lines(LogSink("log").encode([FLOW, AMPLITUDE]))
     assert flow_line["Type"] == "flowEvent" and flow_line["Fields"]["event"] == FLOW.event
     assert "op" not in flow_line and "op" not in amplitude_line["Fields"]
+
+
+def expected_mozlog(record: Any) -> tuple[str, dict[str, Any]]:
+    """A record's mozlog (Type, Fields), written out from the record by hand."""
+    kinds: dict[type, str] = {
+        FlowEvent: "flowEvent",
+        AmplitudeEvent: "amplitudeEvent",
+        ActivityEvent: "activityEvent",
+        VwoConversion: "vwoConversion",
+    }
+    fields = {k: v for k, v in msgspec.structs.asdict(record).items() if v not in (None, {})}
+    fields.pop("insert_id", None)  # the Amplitude sink's, not a log field
+    for nested in ("event_properties", "user_properties", "properties"):
+        if nested in fields:
+            fields[nested] = json.dumps(fields[nested], separators=(",", ":"))
+    return kinds[type(record)], fields
+
+
+def test_mixed_batches_write_one_line_per_record_in_order() -> None:
+    # The sink encodes runs of one record type at a time: interleaved kinds, dicts that
+    # change inside a run, empty properties and a stray insert_id must each still give
+    # the record's own line, in the order given.
+    other_user = {"flow_id": "e" * 64, "$append": {"experiments": ["x"]}}
+    records: list[Any] = [
+        AMPLITUDE,
+        msgspec.structs.replace(AMPLITUDE, event_type="a2", event_properties={}),
+        msgspec.structs.replace(AMPLITUDE, user_properties=other_user, insert_id="i" * 64),
+        FLOW,
+        msgspec.structs.replace(FLOW, event="flow.signin.view", utm_source=None),
+        VwoConversion(name="signup", user_id="u" * 32, time=1, properties={"plan": "p"}),
+        ACTIVITY,
+        ACTIVITY,
+        AMPLITUDE,
+        FLOW,
+        msgspec.structs.replace(AMPLITUDE, user_properties={}),
+    ]
+    written = lines(LogSink("log").encode(records))
+    assert len(written) == len(records)
+    envelopes = {
+        (line["Logger"], line["Hostname"], line["Pid"], line["Timestamp"]) for line in written
+    }
+    assert len(envelopes) == 1  # one envelope for the whole batch
+    for line, record in zip(written, records, strict=True):
+        assert (line["Type"], line["Fields"]) == expected_mozlog(record)
+    assert LogSink("log").encode([]) == b""
 
 
 def test_log_format_setting() -> None:

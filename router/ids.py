@@ -33,14 +33,18 @@ def insert_id(
     Fields are joined with NUL so that ("ab", "c") and ("a", "bc") differ; the raw
     user id is used, so the id does not change if the hashing of user ids does.
     """
-    parts = (
-        user_id or "",
-        device_id or "",
-        "" if session_id is None else str(session_id),
-        event_type,
-        str(time),
-    )
-    return hmac_hex(key, "\0".join(parts).encode())
+    message = insert_id_prefix(user_id, device_id, session_id) + insert_id_rest(event_type, time)
+    return hmac_hex(key, message)
+
+
+def insert_id_prefix(user_id: str | None, device_id: str | None, session_id: int | None) -> bytes:
+    """The start of an insert id's message: the same for every event of one session."""
+    session = "" if session_id is None else str(session_id)
+    return f"{user_id or ''}\0{device_id or ''}\0{session}\0".encode()
+
+
+def insert_id_rest(event_type: str, time: int) -> bytes:
+    return f"{event_type}\0{time}".encode()
 
 
 def _digest(*parts: str) -> str:

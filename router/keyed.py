@@ -31,3 +31,26 @@ def hmac_hex(key: bytes, data: bytes) -> str:
     result = outer.copy()
     result.update(digest.digest())
     return result.hexdigest()
+
+
+class Keyed:
+    """HMAC-SHA256 under one key for messages that share a prefix.
+
+    `start(prefix)` hashes the prefix once; `finish(state, rest)` gives the hex HMAC of
+    prefix + rest, the same as `hmac_hex(key, prefix + rest)`, from a copy of that state.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._inner, self._outer = _pads(key)
+
+    def start(self, prefix: bytes) -> hashlib._Hash:
+        state = self._inner.copy()
+        state.update(prefix)
+        return state
+
+    def finish(self, state: hashlib._Hash, rest: bytes) -> str:
+        digest = state.copy()
+        digest.update(rest)
+        result = self._outer.copy()
+        result.update(digest.digest())
+        return result.hexdigest()

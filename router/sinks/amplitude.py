@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..ids import hash_id, insert_id
+from ..ids import hash_id, insert_id_prefix, insert_id_rest
+from ..keyed import Keyed
 from ..records import AmplitudeEvent, Record
 from . import retry
 from .base import Dropped, Kind
@@ -54,7 +55,7 @@ class Identification(msgspec.Struct, omit_defaults=True):
     device_id: str | None = None
 
 
-class Prepared(msgspec.Struct):
+class Prepared(msgspec.Struct, gc=False):
     """An outgoing event and its JSON, encoded once and resent as is.
 
     `source` is the record as the pipeline made it (raw uid, no insert_id): dead letters
@@ -245,6 +246,7 @@ class AmplitudeSink(HttpDeliverySink):
         )
         self.api_key = api_key
         self.key = hmac_key.encode()
+        self._keyed = Keyed(self.key)
         self.url = url
         self.identify_url = identify_url
         self.max_batch_bytes = max_batch_bytes
@@ -269,11 +271,17 @@ class AmplitudeSink(HttpDeliverySink):
         self, records: Iterable[Record]
     ) -> tuple[list[Prepared], list[Identification], list[Dropped]]:
         """(events to send, deduplicated identifications, refused records)."""
-        events: list[Prepared] = []
+        outgoing: list[AmplitudeEvent] = []
+        sources: list[AmplitudeEvent] = []
         refused: list[Dropped] = []
         identifies: dict[tuple[str | None, str | None, bytes], Identification] = {}
-        split_memo: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # The records of one request share their user_properties dict and their session:
+        # each dict is split (and its operators encoded) once, each session's part of the
+        # insert-id message hashed once.
+        splits: dict[int, tuple[dict[str, Any], dict[str, Any], bytes | None]] = {}
+        sessions: dict[tuple[str | None, str | None, int | None], Any] = {}
         hashed: dict[str, str] = {}
+        keyed = self._keyed
         encode = self._encoder.encode
         for record in records:
             if not isinstance(record, AmplitudeEvent):
@@ -290,30 +298,31 @@ class AmplitudeSink(HttpDeliverySink):
                 if user_id is None:
                     user_id = hashed[uid] = hash_id(self.key, uid)
             props = record.user_properties
-            # The records of one request share one user_properties dict: split it once.
-            split = split_memo.get(id(props))
+            split = splits.get(id(props))
             if split is None:
-                split = split_memo[id(props)] = split_user_properties(props)
-            plain, ops = split
-            event = msgspec.structs.replace(
-                record,
-                user_id=user_id,
-                user_properties=plain,
-                insert_id=record.insert_id
-                or insert_id(
-                    self.key,
-                    uid,
-                    record.device_id,
-                    record.session_id,
-                    record.event_type,
-                    record.time,
-                ),
+                plain, ops = split_user_properties(props)
+                split = splits[id(props)] = (plain, ops, encode(ops) if ops else None)
+            plain, ops, encoded_ops = split
+            iid = record.insert_id
+            if not iid:
+                session = (uid, record.device_id, record.session_id)
+                state = sessions.get(session)
+                if state is None:
+                    state = sessions[session] = keyed.start(insert_id_prefix(*session))
+                iid = keyed.finish(state, insert_id_rest(record.event_type, record.time))
+            outgoing.append(
+                msgspec.structs.replace(
+                    record, user_id=user_id, user_properties=plain, insert_id=iid
+                )
             )
-            events.append(Prepared(event, encode(event), record))
-            if ops:
-                ident = (user_id, record.device_id, encode(ops))
+            sources.append(record)
+            if encoded_ops is not None:
+                ident = (user_id, record.device_id, encoded_ops)
                 if ident not in identifies:
                     identifies[ident] = Identification(ops, user_id, record.device_id)
+        # One encoder call for the batch; each event's JSON is its line (no raw newlines).
+        lines = self._encoder.encode_lines(outgoing).split(b"\n")
+        events = list(map(Prepared, outgoing, lines, sources))
         return events, list(identifies.values()), refused
 
     def chunks(self, events: list[Prepared]) -> list[list[Prepared]]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fakes.amplitude import FakeAmplitude
 from router.ids import hash_id, insert_id
-from router.keyed import hmac_hex
+from router.keyed import Keyed, hmac_hex
 from router.sinks.amplitude import (
     BadRequest,
     InvalidApiKey,
@@ -49,6 +49,22 @@ KEY = HMAC_KEY.encode()
 def test_hmac_hex_is_the_standard_hmac_for_every_key_length(key: bytes, data: bytes) -> None:
     # Keys longer than SHA-256's 64-byte block are hashed first (RFC 2104).
     assert hmac_hex(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+@given(
+    key=st.binary(max_size=200),
+    prefix=st.binary(max_size=200),
+    rests=st.lists(st.binary(max_size=100), max_size=4),
+)
+def test_keyed_prefix_states_give_the_standard_hmac(
+    key: bytes, prefix: bytes, rests: list[bytes]
+) -> None:
+    # One prefix state serves many messages: finishing one must not change the state.
+    keyed = Keyed(key)
+    state = keyed.start(prefix)
+    for rest in rests:
+        expected = hmac.new(key, prefix + rest, hashlib.sha256).hexdigest()
+        assert keyed.finish(state, rest) == expected
 
 
 def test_hash_id_is_hex_hmac_sha256() -> None:

@@ -94,10 +94,13 @@ class LogSink(Sink):
         last = self._memo.get(slot)
         if last is not None and last[0] is value:
             return last[1]
-        encode = self._encoder.encode
-        raw = msgspec.Raw(encode(encode(value).decode()))
+        raw = self._as_string(value)
         self._memo[slot] = (value, raw)
         return raw
+
+    def _as_string(self, value: dict[str, Any]) -> msgspec.Raw:
+        encode = self._encoder.encode
+        return msgspec.Raw(encode(encode(value).decode()))
 
     def _fields(self, record: Record) -> tuple[str, Any]:
         if isinstance(record, FlowEvent):
@@ -162,23 +165,21 @@ class LogSink(Sink):
         # dict per mapping): each is encoded once per batch. The records hold the dicts,
         # so their ids stay theirs while this runs.
         strings: dict[int, Any] = {}
-        encode = self._encoder.encode
+
+        def string(value: dict[str, Any]) -> Any:
+            raw = strings.get(id(value))
+            if raw is None:
+                raw = strings[id(value)] = self._as_string(value) if value else _EMPTY
+            return raw
+
         for record in run:
             assert isinstance(record, AmplitudeEvent)
-            event, user = record.event_properties, record.user_properties
-            event_raw = strings.get(id(event))
-            if event_raw is None:
-                event_raw = strings[id(event)] = (
-                    msgspec.Raw(encode(encode(event).decode())) if event else _EMPTY
-                )
-            user_raw = strings.get(id(user))
-            if user_raw is None:
-                user_raw = strings[id(user)] = (
-                    msgspec.Raw(encode(encode(user).decode())) if user else _EMPTY
-                )
             append(
                 _replace(
-                    record, event_properties=event_raw, user_properties=user_raw, insert_id=None
+                    record,
+                    event_properties=string(record.event_properties),
+                    user_properties=string(record.user_properties),
+                    insert_id=None,
                 )
             )
         return out

@@ -106,6 +106,9 @@ class LogSinkSettings(SinkSettings, frozen=True):
     # "mozlog": every record in a mozlog envelope; "fxa": the lines FxA's servers write
     # (flowEvent as a bare JSON line with op and v, amplitudeEvent mozlog with op).
     format: Literal["mozlog", "fxa"] = "mozlog"
+    # Pages of the file this many MiB behind its end are written back and dropped from
+    # the page cache; 0 leaves them to the kernel.
+    drop_cache_mb: NonNegative = 16
 
 
 class ClientMetricsSinkSettings(SinkSettings, frozen=True):

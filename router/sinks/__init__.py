@@ -28,7 +28,7 @@ SinkFactory = Callable[[str, SinkSettings, Settings, DeadLetters], Sink]
 
 def _log(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:
     assert isinstance(conf, LogSinkSettings)
-    return LogSink(name, conf.path, conf.logger, conf.format)
+    return LogSink(name, conf.path, conf.logger, conf.format, conf.drop_cache_mb)
 
 
 def _client_metrics(

@@ -4,6 +4,13 @@ Log rotation: `reopen()` (the app calls it on SIGHUP and SIGUSR1) closes the fil
 opens its path again, so logrotate can rename the file without `copytruncate`. Writes
 and the reopen take one lock in the writer thread: a batch is written whole to the old
 file or whole to the new one, never split between them.
+
+Page cache: lines are written once and read, if at all, by a shipper soon after. Every
+`drop_cache_mb` written, the sink asks the kernel (posix_fadvise DONTNEED) to write back
+and then drop the pages one to four such windows behind the end of the file. The log
+then holds a few windows of page cache instead of growing it by its whole size, and new
+lines go to pages freed a moment ago: on a VM whose host reclaims idle guest memory,
+writing to never-touched pages cost the router a third of its CPU in the batch bench.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ from .fxa_format import FxaLines
 from .lines import MozLogLine
 
 INFO = 6
+DROP_CACHE_MB = 16
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
 _EMPTY: dict[str, Any] = {}
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 _replace = msgspec.structs.replace
 
 log = logging.getLogger(__name__)
@@ -47,12 +56,21 @@ class LogSink(Sink):
     kinds: ClassVar[frozenset[Kind]] = frozenset({"amplitude", "flow", "vwo", "activity"})
 
     def __init__(
-        self, name: str, path: str = "-", logger: str = "metrics-router", format: str = "mozlog"
+        self,
+        name: str,
+        path: str = "-",
+        logger: str = "metrics-router",
+        format: str = "mozlog",
+        drop_cache_mb: int = DROP_CACHE_MB,
     ) -> None:
         super().__init__(name)
         self.format = format
         self.path = path
         self.logger = logger
+        # 0: leave the pages to the kernel. Also 0 once the file turns out to be one the
+        # kernel does not cache (a pipe, a terminal) or where there is no posix_fadvise.
+        self.drop_window = drop_cache_mb << 20 if hasattr(os, "posix_fadvise") else 0
+        self._since_drop = 0
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._file: IO[bytes] | None = None
@@ -192,6 +210,27 @@ class LogSink(Sink):
                 written = self._file.write(view)
                 view = view[written or 0 :]
             self._file.flush()
+            if self.drop_window:
+                self._since_drop += len(data)
+                if self._since_drop >= self.drop_window:
+                    self._since_drop = 0
+                    self._drop_behind(self._file)
+
+    def _drop_behind(self, file: IO[bytes]) -> None:
+        """Write back, and drop from the page cache, the pages 1-4 windows behind the end.
+
+        DONTNEED starts the writeback of dirty pages and drops clean ones, so each window
+        is covered by three calls in a row: the first starts its writeback, a later one
+        drops it. The newest window is left alone (a shipper may be reading it).
+        """
+        window = self.drop_window
+        try:
+            end = file.tell()
+            if end > window:
+                start = max(0, end - 4 * window)
+                os.posix_fadvise(file.fileno(), start, end - window - start, _DONTNEED)
+        except (OSError, ValueError):  # not seekable or not cached: ESPIPE, EINVAL
+            self.drop_window = 0
 
     async def send(self, records: Sequence[Record]) -> None:
         await asyncio.to_thread(self._write, self.encode(records))

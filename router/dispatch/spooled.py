@@ -98,7 +98,11 @@ class SpoolBuffer(MemoryBuffer):
             self._spill.append((blob, waiter))
             self._spill_bytes += len(blob)
             self._disk_only += 1
-            self._urgent.set()
+            # Group-committed like the rest (a commit per request would cost the loop a
+            # thread hop and the disk a transaction each), unless a strict request waits
+            # or the backlog nears its bound.
+            if waiter is not None or self._spill_bytes >= SPILL_BACKLOG_BYTES // 4:
+                self._urgent.set()
             self._commit_wanted.set()
             return waiter
         chunk = Chunk(list(records))
@@ -151,6 +155,8 @@ class SpoolBuffer(MemoryBuffer):
         finally:
             self._loading = False
         if not rows:
+            if self._spill:
+                self._urgent.set()  # the sender waits for what is only staged: write it now
             return False
         self._cursor = rows[-1][0]
         self._disk_only -= len(rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from router.config import Settings, override
 from router.dispatch import SinkRunner, SpoolBuffer
 from router.dispatch.deadletter import DeadLetters
 from router.dispatch.spool import Spool
+from router.dispatch.spooled import SPILL_BACKLOG_BYTES
 from router.errors import PublishError
 from router.records import FlowEvent, Record, decode_batch, encode_batch
 from router.ruletable import RuleTable
@@ -148,6 +149,60 @@ async def test_spill_bounds_memory_and_keeps_order(tmp_path: Path) -> None:
     assert stats.get("spool.replayed", sink="gated") == 100
     await checkpoint(runner)
     assert spooled(runner).spool.rows == 0
+    await runner.close(1.0)
+
+
+class CountingSpool(Spool):
+    """A real spool that counts its commit rounds and says when one ended."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, max_bytes=1 << 30)
+        self.rounds: list[int] = []  # chunks written by each round
+        self.committed = asyncio.Event()
+
+    async def commit(
+        self, chunks: Sequence[tuple[bytes, bool]], delete: Iterable[int]
+    ) -> tuple[list[int], int]:
+        done = await super().commit(chunks, delete)
+        self.rounds.append(len(chunks))
+        self.committed.set()
+        return done
+
+
+def counting_runner(tmp_path: Path, spool: Spool) -> SinkRunner:
+    buffer = SpoolBuffer(
+        "gated", Stats(), spool, batch_size=10, commit_interval_ms=60_000, memory_records=10
+    )
+    return SinkRunner(GatedSink(up=False), Stats(), buffer)
+
+
+async def test_spilled_chunks_are_group_committed(tmp_path: Path) -> None:
+    # A destination that is down spills every request's chunk: one transaction per
+    # interval for all of them, not one per request (the loop paid a thread hop each).
+    spool = CountingSpool(tmp_path / "gated.db")
+    runner = await started(counting_runner(tmp_path, spool))
+    for i in range(60):
+        runner.submit(events(i * 2, 2))
+        await asyncio.sleep(0)  # the commit loop may run between requests
+    assert spool.rounds == []  # the interval (a minute) has not passed
+    await checkpoint(runner)
+    assert spool.rounds == [60]
+    assert spool.rows == 60
+    await runner.close(1.0)
+
+
+async def test_a_large_spill_backlog_is_written_at_once(tmp_path: Path) -> None:
+    # Past a quarter of the backlog bound, the spill does not wait for the interval.
+    spool = CountingSpool(tmp_path / "gated.db")
+    runner = await started(counting_runner(tmp_path, spool))
+    big = [FlowEvent(event="e", flow_id="f" * 32, flow_time=0, time=0, userAgent="u" * 1000)]
+    sent = 0
+    while spooled(runner)._spill_bytes < SPILL_BACKLOG_BYTES // 4:
+        runner.submit(big * 100)
+        sent += 1
+    async with asyncio.timeout(10):
+        await spool.committed.wait()
+    assert spool.rounds and sum(spool.rounds) == sent
     await runner.close(1.0)
 
 

@@ -175,31 +175,28 @@ class LogSink(Sink):
             parts.append(memoryview(lines)[: -len(head)])
         return b"".join(parts)
 
-    def _amplitude_fields(self, run: Sequence[Record]) -> list[Any]:
-        """Each record with its nested objects as JSON strings and no insert_id."""
+    def _amplitude_fields(self, run: Sequence[Any]) -> list[Any]:
+        """Each record (an AmplitudeEvent) with its nested objects as JSON strings and no
+        insert_id."""
         out: list[Any] = []
         append = out.append
         # A request's records share a few dicts (its user properties, one event-properties
         # dict per mapping): each is encoded once per batch. The records hold the dicts,
-        # so their ids stay theirs while this runs.
+        # so their ids stay theirs while this runs. Looked up inline: this loop runs once
+        # per Amplitude record.
         strings: dict[int, Any] = {}
-
-        def string(value: dict[str, Any]) -> Any:
-            raw = strings.get(id(value))
-            if raw is None:
-                raw = strings[id(value)] = self._as_string(value) if value else _EMPTY
-            return raw
-
+        known = strings.get
+        as_string = self._as_string
         for record in run:
-            assert isinstance(record, AmplitudeEvent)
-            append(
-                _replace(
-                    record,
-                    event_properties=string(record.event_properties),
-                    user_properties=string(record.user_properties),
-                    insert_id=None,
-                )
-            )
+            props = record.event_properties
+            event = known(id(props))
+            if event is None:
+                event = strings[id(props)] = as_string(props) if props else _EMPTY
+            props = record.user_properties
+            user = known(id(props))
+            if user is None:
+                user = strings[id(props)] = as_string(props) if props else _EMPTY
+            append(_replace(record, event_properties=event, user_properties=user, insert_id=None))
         return out
 
     def _write(self, data: bytes) -> None:

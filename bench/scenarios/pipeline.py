@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from router.enrich.flow import FlowSigner, now_ms
 from router.handlers.metrics import check_ranges
 from router.mapping import Pipeline, RequestInfo
+from router.records import Record
 from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.ruletable.ruleset import RuleSet
 from router.stats import Stats
@@ -70,17 +71,77 @@ def measure(
     )
 
 
+def stages(events: int, duration: float) -> list[Figures]:
+    """CPU per event of each in-process stage for `events`-event requests, one row a stage:
+    the decode (with the pattern checks), `process_batch`, the log sink's encoding."""
+    from router.handlers.metrics import decode_body
+    from router.server import tune_malloc
+    from router.sinks.log import LogSink
+
+    tune_malloc()  # as in the router: the encoder's buffers stay in the heap
+    signer = FlowSigner(FLOW_KEY)
+    pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
+    now = now_ms()
+    # As many requests as one 4,000-record log batch holds, from distinct flows.
+    count = max(1, 2000 // events)
+    bodies = [body_bytes(signer, events, now=now) for _ in range(count)]
+    req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")
+    decoded = [decode_body(data) for data in bodies]
+    records: list[Record] = []
+    for body in decoded:
+        batch = pipeline.process_batch(body, req)
+        records.extend(batch.flow)
+        records.extend(batch.amplitude)
+    sink = LogSink("bench", "/dev/null")
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("decode and checks", lambda: [decode_body(data) for data in bodies]),
+        ("process_batch", lambda: [pipeline.process_batch(body, req) for body in decoded]),
+        ("log sink encode", lambda: sink.encode(records)),
+    ]
+    rows = []
+    for name, step in steps:
+        done = 0
+        cpu0 = time.process_time()
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            step()
+            done += 1
+        cpu = time.process_time() - cpu0
+        per_event = cpu * 1e6 / (done * count * events)
+        rows.append(
+            Figures(
+                label=f"stage: {name}, {events} event{'s' if events > 1 else ''} a request",
+                seconds=round(duration, 2),
+                requests_per_s=round(1e6 / (per_event * events), 1),
+                events_per_s=round(1e6 / per_event, 1),
+                cpu_us_per_event=round(per_event, 3),
+                cpu_us_per_request=round(per_event * events, 3),
+                events=done * count * events,
+            )
+        )
+    return rows
+
+
 def run(duration: float, smoke: bool) -> ScenarioResult:
     table = load_rules([default_rules_path()])
     # Single-threaded: on one core this is events/s per core.
     cpu = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {cpu})
     row = measure(table, duration, f"{EVENTS} events a batch, bundled rules")
+    # Where a request's in-process CPU goes, for the single-event and batch scenarios.
+    split = [r for events in (1, EVENTS) for r in stages(events, duration / 6)]
     return ScenarioResult(
         scenario="pipeline",
         title=TITLES["pipeline"],
-        rows=[row],
-        notes=[f"pinned to CPU {cpu}; records/s counts Amplitude + flow + VWO records out"],
+        rows=[row, *split],
+        notes=[
+            f"pinned to CPU {cpu}; records/s counts Amplitude + flow + VWO records out",
+            "stage rows: CPU per event of one stage alone (req/s: requests a second it"
+            " alone would allow), distinct flows, the HTTP scenarios' bodies; per request: "
+            + ", ".join(
+                f"{r.label.removeprefix('stage: ')} {r.cpu_us_per_request:.1f} us" for r in split
+            ),
+        ],
     )
 
 

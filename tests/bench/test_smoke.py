@@ -48,6 +48,22 @@ def test_pipeline_scenario_counts_events_and_records(rules: RuleTable) -> None:
     assert row.records_per_s > row.events_per_s
 
 
+def test_pipeline_stages_split_a_request() -> None:
+    for events in (1, pipeline.EVENTS):
+        rows = pipeline.stages(events, 0.05)
+        assert [r.label.split(",")[0] for r in rows] == [
+            "stage: decode and checks",
+            "stage: process_batch",
+            "stage: log sink encode",
+        ]
+        for row in rows:
+            assert row.cpu_us_per_event and row.cpu_us_per_event > 0
+            # Both are rounded to 3 decimals: the per-event figure's rounding, times `events`.
+            assert row.cpu_us_per_request == pytest.approx(
+                row.cpu_us_per_event * events, abs=0.0005 * events + 0.0005
+            )
+
+
 def test_rules_scenario_tables_map_the_same_traffic() -> None:
     small, large = rules.table(10), rules.table(1000)
     assert (small.fuzzy_count, large.fuzzy_count) == (10, 1000)

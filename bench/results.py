@@ -151,6 +151,15 @@ FLOOR_TARGET, GOAL = 0.60, 0.85
 
 
 def plot(results: Sequence[ScenarioResult], path: Path) -> None:
+    """The bench plot as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(results)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure(results: Sequence[ScenarioResult]) -> Any:
     """One small panel per question, horizontal bars so every label is readable."""
     import matplotlib
 
@@ -213,17 +222,24 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
     latency_ax.set_title("Latency percentiles")
     latency_ax.legend(fontsize=7)
 
-    # 3. CPU per event: where the time goes against the floors.
+    # 3. CPU per event: where the time goes against the floors, with the in-process stages
+    # of the same requests stacked (the pipeline scenario's "stage:" rows).
+    cpu_rows = [(label, f) for label, f in rows if f.cpu_us_per_event is not None]
     _barh(
         cpu_ax,
-        [label for label, f in rows if f.cpu_us_per_event is not None],
-        [f.cpu_us_per_event or 0 for _, f in rows if f.cpu_us_per_event is not None],
+        [label for label, _ in cpu_rows],
+        [f.cpu_us_per_event or 0 for _, f in cpu_rows],
         "CPU us per event (server process)",
         "CPU cost per event",
     )
+    _stages(cpu_ax, [f for f in _rows(done, "pipeline") if f.label.startswith("stage: ")])
 
     # 4. In-process: the pipeline and rule-table scaling.
-    inproc = [(f"pipeline: {f.label}", f.events_per_s or 0) for f in _rows(done, "pipeline")]
+    inproc = [
+        (f"pipeline: {f.label}", f.events_per_s or 0)
+        for f in _rows(done, "pipeline")
+        if not f.label.startswith("stage: ")
+    ]
     inproc += [(f"rules: {f.label}", f.events_per_s or 0) for f in _rows(done, "rules")]
     _barh(
         inproc_ax,
@@ -250,8 +266,40 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
     _barh(scale_ax, [a for a, _ in scale], [b for _, b in scale], "per second", "Scale-out")
 
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _stages(ax: Any, stages: Sequence[Figures]) -> None:
+    """Below a panel's bars, one stacked bar per request size: CPU per event of each stage."""
+    sizes: dict[str, list[Figures]] = {}
+    for f in stages:
+        # "stage: process_batch, 50 events a request" -> size "50 events a request"
+        sizes.setdefault(f.label.split(", ", 1)[-1], []).append(f)
+    if not sizes:
+        return
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    first = len(labels)
+    colours = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
+    seen: set[str] = set()
+    for y, (size, parts) in enumerate(sizes.items(), start=first):
+        left = 0.0
+        for index, f in enumerate(parts):
+            name = f.label.removeprefix("stage: ").split(", ", 1)[0]
+            width = f.cpu_us_per_event or 0
+            ax.barh(
+                [y],
+                [width],
+                left=left,
+                color=colours[index % len(colours)],
+                label=None if name in seen else f"in process: {name}",
+            )
+            seen.add(name)
+            left += width
+        ax.text(left, y, f" {left:.2f}" if left < 10 else f" {left:,.0f}", va="center", fontsize=7)
+        labels.append(f"in process, {size}")
+    ax.set_yticks(list(range(len(labels))), labels, fontsize=7)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.legend(fontsize=7, loc="center right")  # beside the batch rows' short bars
 
 
 def _rows(done: dict[str, ScenarioResult], name: str) -> list[Figures]:

@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from router.enrich.flow import FlowSigner, now_ms
+from router.events import MetricsBody
 from router.handlers.metrics import check_ranges
 from router.mapping import Pipeline, RequestInfo
 from router.records import Record
 from router.ruletable import RuleTable, default_rules_path, load_rules
 from router.ruletable.ruleset import RuleSet
+from router.server import tune_malloc
 from router.stats import Stats
 
 from ..results import Figures, ScenarioResult
@@ -73,12 +75,10 @@ def measure(
 
 def stages(events: int, duration: float) -> list[Figures]:
     """CPU per event of each in-process stage for `events`-event requests, one row a stage:
-    the decode (with the pattern checks), `process_batch`, the log sink's encoding."""
+    the decode with the pattern and range checks, `process_batch`, the log sink's encoding."""
     from router.handlers.metrics import decode_body
-    from router.server import tune_malloc
     from router.sinks.log import LogSink
 
-    tune_malloc()  # as in the router: the encoder's buffers stay in the heap
     signer = FlowSigner(FLOW_KEY)
     pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
     now = now_ms()
@@ -93,8 +93,14 @@ def stages(events: int, duration: float) -> list[Figures]:
         records.extend(batch.flow)
         records.extend(batch.amplitude)
     sink = LogSink("bench", "/dev/null")
+
+    def check(data: bytes) -> MetricsBody:
+        body = decode_body(data)
+        check_ranges(body, 172_800_000, 1000)  # the router's defaults
+        return body
+
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("decode and checks", lambda: [decode_body(data) for data in bodies]),
+        ("decode and checks", lambda: [check(data) for data in bodies]),
         ("process_batch", lambda: [pipeline.process_batch(body, req) for body in decoded]),
         ("log sink encode", lambda: sink.encode(records)),
     ]
@@ -129,6 +135,7 @@ def run(duration: float, smoke: bool) -> ScenarioResult:
     os.sched_setaffinity(0, {cpu})
     row = measure(table, duration, f"{EVENTS} events a batch, bundled rules")
     # Where a request's in-process CPU goes, for the single-event and batch scenarios.
+    tune_malloc()  # as in the router: the encoder's buffers stay in the heap
     split = [r for events in (1, EVENTS) for r in stages(events, duration / 6)]
     return ScenarioResult(
         scenario="pipeline",

@@ -106,8 +106,8 @@ class LogSinkSettings(SinkSettings, frozen=True):
     # "mozlog": every record in a mozlog envelope; "fxa": the lines FxA's servers write
     # (flowEvent as a bare JSON line with op and v, amplitudeEvent mozlog with op).
     format: Literal["mozlog", "fxa"] = "mozlog"
-    # Pages of the file this many MiB behind its end are written back and dropped from
-    # the page cache; 0 leaves them to the kernel.
+    # Pages of the file more than this many MiB behind its end are written back and
+    # dropped from the page cache (after each such window written); 0: left to the kernel.
     drop_cache_mb: NonNegative = 16
 
 
@@ -116,6 +116,7 @@ class ClientMetricsSinkSettings(SinkSettings, frozen=True):
 
     path: str = "-"
     flush_interval_ms: NonNegative = 50
+    drop_cache_mb: NonNegative = 16  # as [sinks.log]'s
 
 
 class MemorySinkSettings(SinkSettings, frozen=True):

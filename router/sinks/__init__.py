@@ -35,7 +35,7 @@ def _client_metrics(
     name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters
 ) -> Sink:
     assert isinstance(conf, ClientMetricsSinkSettings)
-    return ClientMetricsSink(name, conf.path)
+    return ClientMetricsSink(name, conf.path, conf.drop_cache_mb)
 
 
 def _memory(name: str, conf: SinkSettings, settings: Settings, deadletters: DeadLetters) -> Sink:

@@ -8,7 +8,7 @@ from typing import ClassVar
 from ..records import ClientMetrics, Record
 from .base import Kind
 from .fxa_format import client_metrics_line
-from .log import LogSink
+from .log import DROP_CACHE_MB, LogSink
 
 
 class ClientMetricsSink(LogSink):
@@ -16,8 +16,8 @@ class ClientMetricsSink(LogSink):
 
     kinds: ClassVar[frozenset[Kind]] = frozenset({"client_metrics"})
 
-    def __init__(self, name: str, path: str = "-") -> None:
-        super().__init__(name, path)
+    def __init__(self, name: str, path: str = "-", drop_cache_mb: int = DROP_CACHE_MB) -> None:
+        super().__init__(name, path, drop_cache_mb=drop_cache_mb)
 
     def encode(self, records: Sequence[Record]) -> bytes:
         encode = self._encoder.encode

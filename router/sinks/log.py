@@ -16,6 +16,7 @@ writing to never-touched pages cost the router a third of its CPU in the batch b
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -38,7 +39,6 @@ INFO = 6
 DROP_CACHE_MB = 16
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
 _EMPTY: dict[str, Any] = {}
-_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 _replace = msgspec.structs.replace
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class LogSink(Sink):
         # kernel does not cache (a pipe, a terminal) or where there is no posix_fadvise.
         self.drop_window = drop_cache_mb << 20 if hasattr(os, "posix_fadvise") else 0
         self._since_drop = 0
+        self._drop_ends: list[int] = []  # where the last three advised ranges ended
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._file: IO[bytes] | None = None
@@ -102,6 +103,7 @@ class LogSink(Sink):
         fresh = self._open()  # first: if it fails, the old file stays in use
         with self._lock:
             old, self._file = self._file, fresh
+            self._since_drop, self._drop_ends = 0, []
         if old is not None:
             old.close()
 
@@ -214,20 +216,23 @@ class LogSink(Sink):
                     self._drop_behind(self._file)
 
     def _drop_behind(self, file: IO[bytes]) -> None:
-        """Write back, and drop from the page cache, the pages 1-4 windows behind the end.
-
-        DONTNEED starts the writeback of dirty pages and drops clean ones, so each window
-        is covered by three calls in a row: the first starts its writeback, a later one
-        drops it. The newest window is left alone (a shipper may be reading it).
-        """
-        window = self.drop_window
+        """Advise DONTNEED from three ranges' ends ago to a window behind the file's end."""
+        # DONTNEED starts the writeback of dirty pages and drops clean ones: every page is
+        # in three ranges in a row, whatever the batch size, so a page still dirty at the
+        # first is dropped by a later one. The newest window stays cached for a shipper.
         try:
-            end = file.tell()
-            if end > window:
-                start = max(0, end - 4 * window)
-                os.posix_fadvise(file.fileno(), start, end - window - start, _DONTNEED)
-        except (OSError, ValueError):  # not seekable or not cached: ESPIPE, EINVAL
+            end = file.tell() - self.drop_window
+            if end > 0:
+                ends = self._drop_ends
+                start = ends[-3] if len(ends) >= 3 else 0
+                os.posix_fadvise(file.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+                ends.append(end)
+                del ends[:-3]
+        except (OSError, ValueError) as exc:
             self.drop_window = 0
+            # A pipe or a terminal (ESPIPE, EINVAL) says nothing; anything else once.
+            if getattr(exc, "errno", None) not in (errno.ESPIPE, errno.EINVAL):
+                log.warning("log sink %s: page-cache dropping off: %s", self.name, exc)
 
     async def send(self, records: Sequence[Record]) -> None:
         await asyncio.to_thread(self._write, self.encode(records))

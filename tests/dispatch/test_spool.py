@@ -197,9 +197,12 @@ async def test_a_large_spill_backlog_is_written_at_once(tmp_path: Path) -> None:
     runner = await started(counting_runner(tmp_path, spool))
     big = [FlowEvent(event="e", flow_id="f" * 32, flow_time=0, time=0, userAgent="u" * 1000)]
     sent = 0
-    while spooled(runner)._spill_bytes < SPILL_BACKLOG_BYTES // 4:
+    while sent < 1000:  # ~100 KB a chunk: a quarter of the bound is ~40 chunks
         runner.submit(big * 100)
         sent += 1
+        if spooled(runner)._spill_bytes >= SPILL_BACKLOG_BYTES // 4:
+            break
+    assert spooled(runner)._spill_bytes >= SPILL_BACKLOG_BYTES // 4, "the chunks never spilled"
     async with asyncio.timeout(10):
         await spool.committed.wait()
     assert spool.rounds and sum(spool.rounds) == sent

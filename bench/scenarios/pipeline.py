@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from router.enrich.flow import FlowSigner, now_ms
 from router.events import MetricsBody
-from router.handlers.metrics import check_ranges
+from router.handlers.metrics import check_ranges, decode_body
 from router.mapping import Pipeline, RequestInfo
 from router.records import Record
 from router.ruletable import RuleTable, default_rules_path, load_rules
@@ -27,6 +27,27 @@ from . import TITLES, scenario_main
 
 EVENTS = 50
 BODIES = 64  # distinct flows, so the flow-signature cache sees more than one
+MAX_OFFSET_MS = 172_800_000  # the router's default max_event_offset_seconds
+
+
+def traffic(
+    table: RuleTable, events: int, count: int, names: Sequence[str] = JOURNEY
+) -> tuple[Pipeline, list[bytes], RequestInfo]:
+    """A pipeline, `count` request bodies of distinct flows begun a minute ago, and their
+    request info."""
+    signer = FlowSigner(FLOW_KEY)
+    pipeline = Pipeline(RuleSet(table), signer, Stats(), app_version="1.2.3")
+    now = now_ms()
+    bodies = [body_bytes(signer, events, now=now, names=names) for _ in range(count)]
+    req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")
+    return pipeline, bodies, req
+
+
+def decode_checked(data: bytes) -> MetricsBody:
+    """What the handler does before the pipeline: decode, pattern and range checks."""
+    body = decode_body(data)
+    check_ranges(body, MAX_OFFSET_MS, 1000)
+    return body
 
 
 def measure(
@@ -37,24 +58,14 @@ def measure(
     names: Sequence[str] = JOURNEY,
 ) -> Figures:
     """Events/s of one core through decode, range checks and process_batch."""
-    from router.handlers.metrics import decode_body
-
-    signer = FlowSigner(FLOW_KEY)
-    pipeline = Pipeline(RuleSet(table), signer, Stats(), app_version="1.2.3")
-    now = now_ms()
-    bodies = [body_bytes(signer, events, now=now, names=names) for _ in range(BODIES)]
-    req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")
-    decode = decode_body  # msgspec decode plus the memoised pattern checks
-    max_offset = 172_800_000
+    pipeline, bodies, req = traffic(table, events, BODIES, names)
     done_events = records = 0
     cpu0 = time.process_time()
     start = time.perf_counter()
     deadline = start + duration
     while True:
         for data in bodies:
-            body = decode(data)
-            check_ranges(body, max_offset, 1000)
-            batch = pipeline.process_batch(body, req)
+            batch = pipeline.process_batch(decode_checked(data), req)
             records += len(batch.amplitude) + len(batch.flow) + len(batch.vwo)
         done_events += BODIES * events
         if time.perf_counter() >= deadline:
@@ -73,34 +84,23 @@ def measure(
     )
 
 
-def stages(events: int, duration: float) -> list[Figures]:
+def stages(table: RuleTable, events: int, duration: float) -> list[Figures]:
     """CPU per event of each in-process stage for `events`-event requests, one row a stage:
     the decode with the pattern and range checks, `process_batch`, the log sink's encoding."""
-    from router.handlers.metrics import decode_body
     from router.sinks.log import LogSink
 
-    signer = FlowSigner(FLOW_KEY)
-    pipeline = Pipeline(RuleSet(load_rules([default_rules_path()])), signer, Stats())
-    now = now_ms()
     # As many requests as one 4,000-record log batch holds, from distinct flows.
     count = max(1, 2000 // events)
-    bodies = [body_bytes(signer, events, now=now) for _ in range(count)]
-    req = RequestInfo(received=now, user_agent=USER_AGENT, ip="127.0.0.1", locale="en-US")
-    decoded = [decode_body(data) for data in bodies]
+    pipeline, bodies, req = traffic(table, events, count)
+    decoded = [decode_checked(data) for data in bodies]
     records: list[Record] = []
     for body in decoded:
         batch = pipeline.process_batch(body, req)
         records.extend(batch.flow)
         records.extend(batch.amplitude)
     sink = LogSink("bench", "/dev/null")
-
-    def check(data: bytes) -> MetricsBody:
-        body = decode_body(data)
-        check_ranges(body, 172_800_000, 1000)  # the router's defaults
-        return body
-
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("decode and checks", lambda: [check(data) for data in bodies]),
+        ("decode and checks", lambda: [decode_checked(data) for data in bodies]),
         ("process_batch", lambda: [pipeline.process_batch(body, req) for body in decoded]),
         ("log sink encode", lambda: sink.encode(records)),
     ]
@@ -136,7 +136,7 @@ def run(duration: float, smoke: bool) -> ScenarioResult:
     row = measure(table, duration, f"{EVENTS} events a batch, bundled rules")
     # Where a request's in-process CPU goes, for the single-event and batch scenarios.
     tune_malloc()  # as in the router: the encoder's buffers stay in the heap
-    split = [r for events in (1, EVENTS) for r in stages(events, duration / 6)]
+    split = [r for events in (1, EVENTS) for r in stages(table, events, duration / 6)]
     return ScenarioResult(
         scenario="pipeline",
         title=TITLES["pipeline"],

@@ -23,6 +23,8 @@ from .sections import Section, check_keys, overlay_env
 Port = Annotated[int, Meta(ge=0, le=65535)]
 NonNegative = Annotated[int, Meta(ge=0)]
 Positive = Annotated[int, Meta(ge=1)]
+# The file sinks' page-cache window, MiB (router/sinks/log.py).
+DROP_CACHE_MB = 16
 ClientId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
 
 
@@ -108,7 +110,7 @@ class LogSinkSettings(SinkSettings, frozen=True):
     format: Literal["mozlog", "fxa"] = "mozlog"
     # Pages of the file more than this many MiB behind its end are written back and
     # dropped from the page cache (after each such window written); 0: left to the kernel.
-    drop_cache_mb: NonNegative = 16
+    drop_cache_mb: NonNegative = DROP_CACHE_MB
 
 
 class ClientMetricsSinkSettings(SinkSettings, frozen=True):
@@ -116,7 +118,7 @@ class ClientMetricsSinkSettings(SinkSettings, frozen=True):
 
     path: str = "-"
     flush_interval_ms: NonNegative = 50
-    drop_cache_mb: NonNegative = 16  # as [sinks.log]'s
+    drop_cache_mb: NonNegative = DROP_CACHE_MB  # as [sinks.log]'s
 
 
 class MemorySinkSettings(SinkSettings, frozen=True):

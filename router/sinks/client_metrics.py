@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from ..config import DROP_CACHE_MB
 from ..records import ClientMetrics, Record
 from .base import Kind
 from .fxa_format import client_metrics_line
-from .log import DROP_CACHE_MB, LogSink
+from .log import LogSink
 
 
 class ClientMetricsSink(LogSink):

@@ -30,13 +30,13 @@ from typing import IO, Any, ClassVar
 import msgspec
 from mypy_extensions import mypyc_attr
 
+from ..config import DROP_CACHE_MB
 from ..records import ActivityEvent, AmplitudeEvent, FlowEvent, Record, VwoConversion
 from .base import Kind, Sink
 from .fxa_format import FxaLines
 from .lines import MozLogLine
 
 INFO = 6
-DROP_CACHE_MB = 16
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
 _EMPTY: dict[str, Any] = {}
 _replace = msgspec.structs.replace
@@ -210,10 +210,14 @@ class LogSink(Sink):
                 view = view[written or 0 :]
             self._file.flush()
             if self.drop_window:
-                self._since_drop += len(data)
-                if self._since_drop >= self.drop_window:
-                    self._since_drop = 0
-                    self._drop_behind(self._file)
+                self._written(self._file, len(data))
+
+    def _written(self, file: IO[bytes], size: int) -> None:
+        """Count `size` bytes just written; past a window since the last drop, drop again."""
+        self._since_drop += size
+        if self._since_drop >= self.drop_window:
+            self._since_drop = 0
+            self._drop_behind(file)
 
     def _drop_behind(self, file: IO[bytes]) -> None:
         """Advise DONTNEED from three ranges' ends ago to a window behind the file's end."""

@@ -48,9 +48,9 @@ def test_pipeline_scenario_counts_events_and_records(rules: RuleTable) -> None:
     assert row.records_per_s > row.events_per_s
 
 
-def test_pipeline_stages_split_a_request() -> None:
+def test_pipeline_stages_split_a_request(rules: RuleTable) -> None:
     for events in (1, pipeline.EVENTS):
-        rows = pipeline.stages(events, 0.05)
+        rows = pipeline.stages(rules, events, 0.05)
         assert [r.label.split(",")[0] for r in rows] == [
             "stage: decode and checks",
             "stage: process_batch",

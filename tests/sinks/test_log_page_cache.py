@@ -105,12 +105,8 @@ def test_every_page_is_in_three_ranges_in_a_row(
     file = Tell()
     batch = int(batch_windows * MIB)
     for _ in range(60):
-        # What _write does after each batch.
         file.size += batch
-        sink._since_drop += batch
-        if sink._since_drop >= sink.drop_window:
-            sink._since_drop = 0
-            sink._drop_behind(file)  # type: ignore[arg-type]
+        sink._written(file, batch)  # type: ignore[arg-type]
     assert len(ranges) >= 6
     assert all(end <= file.size - MIB for _, end in ranges)  # the newest window is left
     covered = ranges[-1][1]

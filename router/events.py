@@ -226,7 +226,8 @@ def check_patterns(body: MetricsBody) -> None:
     """The `Checked` patterns of a decoded body; BadRequest names the first failing field."""
     for name, checked in _BODY_CHECKS:
         value = getattr(body, name)
-        if value is not None:
+        # A value seen before costs a set lookup here, not a call.
+        if value is not None and value not in checked.seen:
             checked.check(value, f"$.{name}")
     known = EVENT_TYPE.seen
     for index, event in enumerate(body.events):

@@ -145,45 +145,53 @@ class RecordBuilder:
         ua = self.user_agents.parse(req.user_agent)
         where = self._location(req)
         service_name, client_id = self._service_name(subject.service)
-        event_properties = {
-            k: v
-            for k, v in (
-                ("service", service_name),
-                ("oauth_client_id", client_id),
-                ("plan_id", subject.plan_id),
-                ("product_id", subject.product_id),
-            )
-            if v
-        }
-        user_properties: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("entrypoint", subject.entrypoint),
-                ("entrypoint_experiment", subject.entrypoint_experiment),
-                ("entrypoint_variation", subject.entrypoint_variation),
-                ("flow_id", subject.flow_id),
-                ("ua_browser", ua.browser),
-                ("ua_version", ua.browser_version),
-                ("utm_campaign", subject.utm_campaign),
-                ("utm_content", subject.utm_content),
-                ("utm_medium", subject.utm_medium),
-                ("utm_source", subject.utm_source),
-                ("utm_term", subject.utm_term),
-            )
-            if v
-        }
+        # Plain ifs, in FxA's key order: this runs for every request.
+        event_properties: dict[str, Any] = {}
+        if service_name:
+            event_properties["service"] = service_name
+        if client_id:
+            event_properties["oauth_client_id"] = client_id
+        if subject.plan_id:
+            event_properties["plan_id"] = subject.plan_id
+        if subject.product_id:
+            event_properties["product_id"] = subject.product_id
+        user_properties: dict[str, Any] = {}
+        if subject.entrypoint:
+            user_properties["entrypoint"] = subject.entrypoint
+        if subject.entrypoint_experiment:
+            user_properties["entrypoint_experiment"] = subject.entrypoint_experiment
+        if subject.entrypoint_variation:
+            user_properties["entrypoint_variation"] = subject.entrypoint_variation
+        if subject.flow_id:
+            user_properties["flow_id"] = subject.flow_id
+        if ua.browser:
+            user_properties["ua_browser"] = ua.browser
+        if ua.browser_version:
+            user_properties["ua_version"] = ua.browser_version
+        if subject.utm_campaign:
+            user_properties["utm_campaign"] = subject.utm_campaign
+        if subject.utm_content:
+            user_properties["utm_content"] = subject.utm_content
+        if subject.utm_medium:
+            user_properties["utm_medium"] = subject.utm_medium
+        if subject.utm_source:
+            user_properties["utm_source"] = subject.utm_source
+        if subject.utm_term:
+            user_properties["utm_term"] = subject.utm_term
         if subject.sync_engines:
             user_properties["sync_engines"] = subject.sync_engines
         if subject.newsletters:
             user_properties["newsletters"] = subject.newsletters
             user_properties["newsletter_state"] = "subscribed"
-        user_properties.update(subject.devices)
+        if subject.devices:
+            user_properties.update(subject.devices)
         append: dict[str, Any] = {}
         if service_name:
             append["fxa_services_used"] = service_name
         if subject.experiments:
             append["experiments"] = subject.experiments
-        append.update(subject.preferences)
+        if subject.preferences:
+            append.update(subject.preferences)
         if append:
             user_properties["$append"] = append
         fields = {

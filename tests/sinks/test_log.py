@@ -128,10 +128,11 @@ def expected_mozlog(record: Any) -> tuple[str, dict[str, Any]]:
     return kinds[type(record)], fields
 
 
-def test_mixed_batches_write_one_line_per_record_in_order() -> None:
-    # The sink encodes runs of one record type at a time: interleaved kinds, dicts that
-    # change inside a run, empty properties and a stray insert_id must each still give
-    # the record's own line, in the order given.
+def test_mixed_batches_write_one_line_per_record_grouped_by_kind() -> None:
+    # The sink gathers the runs of each record type and encodes each kind at once:
+    # interleaved kinds, dicts that change inside a run, empty properties and a stray
+    # insert_id must each still give the record's own line; the lines come grouped by
+    # kind (in the order the kinds first appear), each kind in the order given.
     other_user = {"flow_id": "e" * 64, "$append": {"experiments": ["x"]}}
     records: list[Any] = [
         AMPLITUDE,
@@ -152,7 +153,12 @@ def test_mixed_batches_write_one_line_per_record_in_order() -> None:
         (line["Logger"], line["Hostname"], line["Pid"], line["Timestamp"]) for line in written
     }
     assert len(envelopes) == 1  # one envelope for the whole batch
-    for line, record in zip(written, records, strict=True):
+    first_seen = {kind: i for i, kind in reversed(list(enumerate(map(type, records))))}
+    grouped = sorted(records, key=lambda r: first_seen[type(r)])  # stable: order kept
+    assert [line["Type"] for line in written] == (
+        ["amplitudeEvent"] * 5 + ["flowEvent"] * 3 + ["vwoConversion"] + ["activityEvent"] * 2
+    )
+    for line, record in zip(written, grouped, strict=True):
         assert (line["Type"], line["Fields"]) == expected_mozlog(record)
     assert LogSink("log").encode([]) == b""
 

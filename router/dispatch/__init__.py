@@ -71,7 +71,10 @@ class Dispatcher:
             if len(kinds) == 1:
                 records: Sequence[Record] = getattr(batch, kinds[0])
             else:
-                records = [r for kind in kinds for r in getattr(batch, kind)]
+                gathered: list[Record] = []
+                for kind in kinds:
+                    gathered += getattr(batch, kind)  # one C-level extend per kind
+                records = gathered
             if records:
                 waiter = runner.submit(records)
                 if waiter is not None:

@@ -40,6 +40,13 @@ INFO = 6
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
 _EMPTY: dict[str, Any] = {}
 _replace = msgspec.structs.replace
+# Each record type's mozlog `Type`.
+_KINDS: dict[type, str] = {
+    FlowEvent: "flowEvent",
+    AmplitudeEvent: "amplitudeEvent",
+    ActivityEvent: "activityEvent",
+    VwoConversion: "vwoConversion",
+}
 
 log = logging.getLogger(__name__)
 
@@ -162,21 +169,13 @@ class LogSink(Sink):
         kinds: dict[str, list[Any]] = {}
         strings: dict[int, Any] = {}
         for cls, group in groupby(records, type):
+            same = kinds.setdefault(_KINDS[cls], [])
             if cls is AmplitudeEvent:
-                kind = "amplitudeEvent"
-                fields: Iterable[Any] = self._amplitude_fields(group, strings)
-            elif cls is FlowEvent:
-                kind, fields = "flowEvent", group
-            elif cls is ActivityEvent:
-                kind, fields = "activityEvent", group
+                self._amplitude_fields(group, strings, same)
+            elif cls is VwoConversion:
+                same.extend(self._fields(r)[1] for r in group)
             else:
-                run = list(group)
-                kind, fields = self._fields(run[0])[0], [self._fields(r)[1] for r in run]
-            same = kinds.get(kind)
-            if same is None:
-                kinds[kind] = list(fields)
-            else:
-                same.extend(fields)
+                same.extend(group)
         parts: list[bytes | memoryview] = []
         for kind, same in kinds.items():
             head = self._head(kind, now)
@@ -186,10 +185,11 @@ class LogSink(Sink):
             parts.append(memoryview(lines)[: -len(head)])
         return b"".join(parts)
 
-    def _amplitude_fields(self, run: Iterable[Any], strings: dict[int, Any]) -> list[Any]:
-        """Each record (an AmplitudeEvent) with its nested objects as JSON strings and no
-        insert_id; `strings` holds the batch's dicts already encoded, by id."""
-        out: list[Any] = []
+    def _amplitude_fields(
+        self, run: Iterable[Any], strings: dict[int, Any], out: list[Any]
+    ) -> None:
+        """Append each record (an AmplitudeEvent) to `out` with its nested objects as JSON
+        strings and no insert_id; `strings` holds the batch's dicts already encoded, by id."""
         append = out.append
         # A request's records share a few dicts (its user properties, one event-properties
         # dict per mapping): each is encoded once per batch. The records hold the dicts,
@@ -207,7 +207,6 @@ class LogSink(Sink):
             if user is None:
                 user = strings[id(props)] = as_string(props) if props else _EMPTY
             append(_replace(record, event_properties=event, user_properties=user, insert_id=None))
-        return out
 
     def _write(self, data: bytes) -> None:
         with self._lock:

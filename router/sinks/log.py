@@ -144,9 +144,14 @@ class LogSink(Sink):
         if isinstance(record, ActivityEvent):
             return "activityEvent", record
         assert isinstance(record, VwoConversion)
+        return "vwoConversion", self._vwo_fields(record)
+
+    def _vwo_fields(self, record: Record) -> dict[str, Any]:
+        """A VwoConversion's fields, its properties as a JSON string, without the Nones."""
+        assert isinstance(record, VwoConversion)
         fields = msgspec.structs.asdict(record)
         fields["properties"] = self._nested("vwo", record.properties)
-        return "vwoConversion", {k: v for k, v in fields.items() if v is not None}
+        return {k: v for k, v in fields.items() if v is not None}
 
     def _head(self, kind: str, now: int) -> bytes:
         """Everything of a line before its Fields: the same for a whole batch of one kind."""
@@ -173,7 +178,7 @@ class LogSink(Sink):
             if cls is AmplitudeEvent:
                 self._amplitude_fields(group, strings, same)
             elif cls is VwoConversion:
-                same.extend(self._fields(r)[1] for r in group)
+                same.extend(self._vwo_fields(r) for r in group)
             else:
                 same.extend(group)
         parts: list[bytes | memoryview] = []

@@ -26,39 +26,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _RandomPool:
-    """Bytes from os.urandom read POOL at a time and handed out in slices.
-
-    `GET /metrics-flow` needs 32 random bytes a request (the flow id's salt and the
-    device id); one getrandom system call each cost more than the rest of signing. The
-    bytes are the kernel's CSPRNG output either way, each handed out once. A forked child
-    (`--workers N`) starts with an empty pool: parent and child must never share bytes.
-    """
-
-    POOL = 4096
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._at = 0
-        os.register_at_fork(after_in_child=self.forget)
-
-    def forget(self) -> None:
-        self._buffer, self._at = b"", 0
-
-    def take(self, n: int) -> bytes:
-        at = self._at
-        end = at + n
-        if end > len(self._buffer):
-            if n > self.POOL:
-                return os.urandom(n)
-            self._buffer, at, end = os.urandom(self.POOL), 0, n
-        self._at = end
-        return self._buffer[at:end]
-
-
-random_bytes = _RandomPool().take
-
-
 class FlowSigner:
     """Creates and verifies flow ids with one shared key."""
 
@@ -74,7 +41,7 @@ class FlowSigner:
     def create(self, begin_time: int | None = None) -> tuple[str, int]:
         """A fresh (flow id, flowBeginTime)."""
         begin = now_ms() if begin_time is None else begin_time
-        salt = random_bytes(16).hex()
+        salt = os.urandom(16).hex()
         return salt + self._sign(salt, begin), begin
 
     def _signature_ok(self, flow_id: str, begin_time: int) -> bool:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import msgspec
 from aiohttp import web
 
-from ..enrich.flow import random_bytes
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
@@ -48,7 +48,7 @@ def parse_query(request: web.Request) -> FlowQuery:
 def device_id_hex() -> str:
     """A random version-4 UUID as 32 hex digits, FxA's deviceId (uuid.v4() without
     dashes), without building a UUID object."""
-    raw = bytearray(random_bytes(16))
+    raw = bytearray(os.urandom(16))
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
     return raw.hex()

@@ -75,6 +75,22 @@ def event_plan(name: str) -> EventPlan:
     return plan
 
 
+# A flow start's records but for the ids, by what they are made of (`begin_flow`).
+# Bounded: cleared when full, and only short headers are kept.
+MAX_SHAPES = 4096
+MAX_SHAPE_HEADERS = 1024
+# Stand-ins for a flow start's ids while its shape is built: not hex, so never a real id.
+_FLOW_MARK = "<flow id>"
+_DEVICE_MARK = "<device id>"
+
+
+class _FlowShape(NamedTuple):
+    amplitude: tuple[AmplitudeEvent, ...]
+    flow: tuple[FlowEvent, ...]
+    vwo: tuple[VwoConversion, ...]
+    user_props: dict[str, Any]  # with _FLOW_MARK for the flow id
+
+
 class _Shared:
     """What every Amplitude record of one request shares, built once per request."""
 
@@ -122,6 +138,7 @@ class RecordBuilder:
         # Amplitude's app_version is the product's "major.minor" (FxA: its train).
         version = _APP_VERSION.search(app_version or "")
         self.app_version = version.group(0) if version else None
+        self._flow_shapes: dict[tuple[object, ...], _FlowShape] = {}
 
     @property
     def rules(self) -> RuleTable:
@@ -130,6 +147,7 @@ class RecordBuilder:
     def use(self, ruleset: RuleSet) -> None:
         """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
         self.ruleset = ruleset
+        self._flow_shapes = {}  # built with the old rules
 
     # -- shared per-request parts ---------------------------------------------------------
 
@@ -416,18 +434,66 @@ class RecordBuilder:
     def begin_flow(
         self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
     ) -> RecordBatch:
-        """`flow.begin` and the form_type events of `GET /metrics-flow`."""
+        """`flow.begin` and the form_type events of `GET /metrics-flow`.
+
+        The records of one page's flow starts differ only in their flow id, device id, begin
+        time (and the VWO records' address): everything else comes from the query, the
+        User-Agent, the language headers, DNT and the location. So the records are built
+        once per such combination (`_flow_shape`, bounded) and copied with the ids filled in.
+        """
+        where = self._location(req)
+        key = (query, req.user_agent, req.accept_language, req.locale, req.dnt, where)
+        shape = self._flow_shapes.get(key)
+        if shape is None:
+            shape = self._flow_shape(query, req)
+            if len(req.user_agent) + len(req.accept_language or "") <= MAX_SHAPE_HEADERS:
+                if len(self._flow_shapes) >= MAX_SHAPES:
+                    self._flow_shapes.clear()
+                self._flow_shapes[key] = shape
         out = RecordBatch()
-        subject = Subject.from_query(query, flow_id, begin, device_id)
+        user_props = shape.user_props.copy()  # "flow_id" keeps its place (FxA's key order)
+        user_props["flow_id"] = flow_id
+        amplitude = out.amplitude.append
+        for record in shape.amplitude:
+            if record.device_id is _DEVICE_MARK:
+                amplitude(
+                    _replace(
+                        record,
+                        time=record.time + begin,
+                        device_id=device_id,
+                        session_id=begin,
+                        user_properties=user_props,
+                    )
+                )
+            else:  # a minimal record: neither ids nor user properties
+                amplitude(_replace(record, time=record.time + begin))
+        flow = out.flow.append
+        for event in shape.flow:
+            flow(_replace(event, flow_id=flow_id, time=begin))
+        vwo = out.vwo.append
+        for conversion in shape.vwo:
+            vwo(_replace(conversion, time=conversion.time + begin, ip=req.ip))
+        return out
+
+    def _flow_shape(self, query: FlowQuery, req: RequestInfo) -> _FlowShape:
+        """A flow start's records with marks for its ids and times counted from 0."""
+        out = RecordBatch()
+        subject = Subject.from_query(query, _FLOW_MARK, 0, _DEVICE_MARK)
         shared = self._templates(subject, req)
         flow_fields = self._flow_fields(subject, req)
-        self._emit_named(out, FLOW_BEGIN, begin, subject, req, shared)
-        out.flow.append(FlowEvent(event=FLOW_BEGIN, flow_time=0, time=begin, **flow_fields))
+        self._emit_named(out, FLOW_BEGIN, 0, subject, req, shared)
+        out.flow.append(FlowEvent(event=FLOW_BEGIN, flow_time=0, time=0, **flow_fields))
         if query.form_type in FORM_TYPES:
             screen, flow_event = FORM_TYPES[query.form_type]
-            self._emit_named(out, screen, begin, subject, req, shared)
-            out.flow.append(FlowEvent(event=flow_event, flow_time=0, time=begin, **flow_fields))
-        return out
+            self._emit_named(out, screen, 0, subject, req, shared)
+            out.flow.append(FlowEvent(event=flow_event, flow_time=0, time=0, **flow_fields))
+        user_props = shared.user_props
+        assert user_props.get("flow_id") is _FLOW_MARK
+        for record in out.amplitude:
+            full = record.device_id is _DEVICE_MARK
+            # Every record either carries the request's ids and user properties or none.
+            assert full == (record.user_properties is user_props), record
+        return _FlowShape(tuple(out.amplitude), tuple(out.flow), tuple(out.vwo), user_props)
 
     def engage(
         self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo

@@ -91,24 +91,31 @@ class _FlowShape(NamedTuple):
     user_props: dict[str, Any]  # with _FLOW_MARK for the flow id
 
 
+# A `POST /metrics` request's per-request parts but for its ids, by what they are made of
+# (`_request_parts`). Bounded like the flow shapes; bodies with long experiment lists
+# are not kept.
+MAX_REQUEST_SHAPES = 1024
+MAX_SHAPE_EXPERIMENTS = 256  # characters of experiment choices and groups in all
+
+
+class _RequestShape(NamedTuple):
+    subject: Subject
+    shared: _Shared
+    flow_template: FlowEvent
+
+
 class _Shared:
     """What every Amplitude record of one request shares, built once per request."""
 
-    __slots__ = ("amplitude", "base_props", "fields", "props", "user_props")
+    __slots__ = ("amplitude", "base_props", "props", "user_props")
 
-    def __init__(
-        self,
-        fields: dict[str, Any],
-        base_props: dict[str, Any],
-        user_props: dict[str, Any],
-    ) -> None:
-        self.fields = fields
-        self.base_props = base_props
-        self.user_props = user_props
+    def __init__(self, amplitude: AmplitudeEvent) -> None:
         # A record to copy: only event_type, time and event_properties differ per event.
-        self.amplitude = AmplitudeEvent(
-            event_type="", time=0, **fields, event_properties=base_props, user_properties=user_props
-        )
+        # Its event_properties are the base ones, its user_properties the request's.
+        self.amplitude = amplitude
+        self.base_props = amplitude.event_properties
+        self.user_props = amplitude.user_properties
+        # Per request: a mapping's properties may copy any field of the body.
         self.props: dict[int, tuple[Mapping, dict[str, Any]]] = {}
 
 
@@ -139,6 +146,7 @@ class RecordBuilder:
         version = _APP_VERSION.search(app_version or "")
         self.app_version = version.group(0) if version else None
         self._flow_shapes: dict[tuple[object, ...], _FlowShape] = {}
+        self._request_shapes: dict[tuple[object, ...], _RequestShape] = {}
 
     @property
     def rules(self) -> RuleTable:
@@ -212,7 +220,7 @@ class RecordBuilder:
             append.update(subject.preferences)
         if append:
             user_properties["$append"] = append
-        fields = {
+        fields: dict[str, Any] = {
             "user_id": subject.uid,
             "device_id": subject.device_id,
             "session_id": subject.flow_begin_time,
@@ -224,7 +232,15 @@ class RecordBuilder:
             "os_version": ua.os_version,
             "device_model": ua.device_model,
         }
-        return _Shared(fields, event_properties, user_properties)
+        return _Shared(
+            AmplitudeEvent(
+                event_type="",
+                time=0,
+                **fields,
+                event_properties=event_properties,
+                user_properties=user_properties,
+            )
+        )
 
     def _location(self, req: RequestInfo) -> Location | None:
         return self.geo.locate(req.ip) if self.geo is not None else None
@@ -285,22 +301,21 @@ class RecordBuilder:
                         props[prop] = value
                 shared.props[id(mapping)] = (mapping, props)
         append = out.amplitude.append
+        template = shared.amplitude
         if mapping.minimal:
-            fields = shared.fields
             minimal = {"service": base_props["service"]} if "service" in base_props else {}
             append(
                 AmplitudeEvent(
                     event_type=mapping.event_type,
                     time=time,
-                    user_id=fields["user_id"],
-                    app_version=fields["app_version"],
+                    user_id=template.user_id,
+                    app_version=template.app_version,
                     event_properties=minimal,
                 )
             )
         else:
             # Copying the request's template is several times faster than building each
             # record from keyword arguments; the values (and shared dicts) are the same.
-            template = shared.amplitude
             append(
                 _replace(template, event_type=mapping.event_type, time=time, event_properties=props)
             )
@@ -362,16 +377,13 @@ class RecordBuilder:
             stats.incr("metrics.batch.dropped", 1, {"reason": problem.value})
             stats.incr("metrics.events.dropped", len(body.events), {"reason": problem.value})
             return out
-        subject = Subject.from_body(body)
+        subject, shared, flow_template = self._request_parts(body, req)
         begin = body.flowBeginTime or 0
-        shared = self._templates(subject, req)
-        flow_fields = self._flow_fields(subject, req)
         skew = req.received - body.flushTime
         start = body.startTime + skew
         oldest = req.received - self.signer.expiry_ms
         match = self.rules.match
         flows = out.flow
-        flow_template = FlowEvent(event="", flow_time=0, time=0, **flow_fields)
         initial_view = present(body.initialView)
         amplitude = out.amplitude.append
         template = shared.amplitude
@@ -430,6 +442,96 @@ class RecordBuilder:
         if stale:
             stats.incr("metrics.events.dropped", stale, {"reason": "bad_time"})
         return out
+
+    def _request_parts(self, body: MetricsBody, req: RequestInfo) -> _RequestShape:
+        """A batch's subject, shared Amplitude parts and flow-event template.
+
+        Of a body's fields only its flow id, begin time, device id and uid differ between
+        the batches of one kind of page and browser; the rest (service, entrypoint, utm,
+        language, experiments ... and the User-Agent, language headers, DNT and location)
+        make a key. The parts are built once per key (bounded) and copied with the ids
+        filled in. Only for a body whose flow verified: the flow id is set.
+        """
+        where = self._location(req)
+        experiments = body.experiments
+        if experiments and (
+            sum(len(e.choice) + len(e.group) for e in experiments) > MAX_SHAPE_EXPERIMENTS
+        ):
+            key = None
+        elif len(req.user_agent) + len(req.accept_language or "") > MAX_SHAPE_HEADERS:
+            key = None
+        else:
+            newsletters = body.newsletters
+            key = (
+                body.lang,
+                body.service,
+                body.context,
+                body.entrypoint,
+                body.entryPoint,
+                body.entrypoint_experiment,
+                body.entrypoint_variation,
+                body.utm_campaign,
+                body.utm_content,
+                body.utm_medium,
+                body.utm_source,
+                body.utm_term,
+                body.planId,
+                body.plan_id,
+                body.productId,
+                body.product_id,
+                tuple(body.syncEngines),
+                tuple(experiments),
+                tuple(newsletters) if newsletters is not None else None,
+                body.userPreferences,
+                req.user_agent,
+                req.accept_language,
+                req.locale,
+                req.dnt,
+                where,
+            )
+            shape = self._request_shapes.get(key)
+            if shape is not None:
+                return self._fill(shape, body)
+        subject = Subject.from_body(body)
+        shared = self._templates(subject, req)
+        flow_template = FlowEvent(event="", flow_time=0, time=0, **self._flow_fields(subject, req))
+        shape = _RequestShape(subject, shared, flow_template)
+        if key is not None:
+            if len(self._request_shapes) >= MAX_REQUEST_SHAPES:
+                self._request_shapes.clear()
+            # Kept with this body's ids, which every later copy overwrites; its own
+            # per-request property cache is not reused (`_fill` makes a new one).
+            self._request_shapes[key] = shape
+        return shape
+
+    @staticmethod
+    def _fill(shape: _RequestShape, body: MetricsBody) -> _RequestShape:
+        """A kept shape with this body's ids (and the body itself, for copied fields)."""
+        assert body.flowId is not None
+        flow_id = body.flowId.lower()
+        begin = body.flowBeginTime
+        uid = present(body.uid)
+        device_id = present(body.deviceId)
+        subject = _replace(
+            shape.subject,
+            source=body,
+            flow_id=flow_id,
+            flow_begin_time=begin,
+            uid=uid,
+            device_id=device_id,
+        )
+        kept = shape.shared
+        user_props = kept.user_props.copy()  # "flow_id" keeps its place (FxA's key order)
+        user_props["flow_id"] = flow_id
+        template = _replace(
+            kept.amplitude,
+            user_id=uid,
+            device_id=device_id,
+            session_id=begin,
+            user_properties=user_props,
+        )
+        shared = _Shared(template)
+        return _RequestShape(subject, shared, _replace(shape.flow_template, flow_id=flow_id))
 
     def begin_flow(
         self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo

@@ -91,19 +91,6 @@ class _FlowShape(NamedTuple):
     user_props: dict[str, Any]  # with _FLOW_MARK for the flow id
 
 
-# A `POST /metrics` request's per-request parts but for its ids, by what they are made of
-# (`_request_parts`). Bounded like the flow shapes; bodies with long experiment lists
-# are not kept.
-MAX_REQUEST_SHAPES = 1024
-MAX_SHAPE_EXPERIMENTS = 256  # characters of experiment choices and groups in all
-
-
-class _RequestShape(NamedTuple):
-    subject: Subject
-    shared: _Shared
-    flow_template: FlowEvent
-
-
 class _Shared:
     """What every Amplitude record of one request shares, built once per request."""
 
@@ -117,6 +104,21 @@ class _Shared:
         self.user_props = amplitude.user_properties
         # Per request: a mapping's properties may copy any field of the body.
         self.props: dict[int, tuple[Mapping, dict[str, Any]]] = {}
+
+
+# A `POST /metrics` request's per-request parts but for its ids, by what they are made of
+# (`_request_parts`). Bounded like the flow shapes; bodies with long experiment lists
+# are not kept.
+MAX_REQUEST_SHAPES = 1024
+MAX_SHAPE_EXPERIMENTS = 256  # characters of experiment choices and groups in all
+
+
+class _RequestShape(NamedTuple):
+    # After _Shared: compiled (mypyc), a NamedTuple naming a class defined further down
+    # crashed the module's import (SIGSEGV, tests/test_wheel_compiled.py).
+    subject: Subject
+    shared: _Shared
+    flow_template: FlowEvent
 
 
 class RecordBuilder:
@@ -495,14 +497,15 @@ class RecordBuilder:
         subject = Subject.from_body(body)
         shared = self._templates(subject, req)
         flow_template = FlowEvent(event="", flow_time=0, time=0, **self._flow_fields(subject, req))
-        shape = _RequestShape(subject, shared, flow_template)
         if key is not None:
             if len(self._request_shapes) >= MAX_REQUEST_SHAPES:
                 self._request_shapes.clear()
-            # Kept with this body's ids, which every later copy overwrites; its own
-            # per-request property cache is not reused (`_fill` makes a new one).
-            self._request_shapes[key] = shape
-        return shape
+            # Kept with this body's ids, which every copy overwrites, but not the body
+            # (its events) nor this request's property cache.
+            self._request_shapes[key] = _RequestShape(
+                _replace(subject, source=None), _Shared(shared.amplitude), flow_template
+            )
+        return _RequestShape(subject, shared, flow_template)
 
     @staticmethod
     def _fill(shape: _RequestShape, body: MetricsBody) -> _RequestShape:

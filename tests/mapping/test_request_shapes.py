@@ -149,7 +149,7 @@ def test_the_kinds_table_reads_the_request() -> None:
 def test_every_key_part_makes_its_own_shape(rules: RuleTable) -> None:
     builder = pipeline(rules)
     base = RequestInfo(received=now_ms(), user_agent=UA, ip="81.2.69.160", accept_language="en")
-    variants = [
+    variants: list[tuple[dict[str, Any], RequestInfo]] = [
         ({}, base),
         ({}, msgspec.structs.replace(base, user_agent="curl/8")),
         ({}, msgspec.structs.replace(base, accept_language="de")),
@@ -203,3 +203,12 @@ def test_a_refused_flow_keeps_nothing(rules: RuleTable) -> None:
     forged = decoded({"flowId": "0" * 64})
     out = builder.process_batch(forged, RequestInfo(received=now_ms(), user_agent=UA))
     assert not out.amplitude and not builder._request_shapes
+
+
+def test_a_kept_shape_holds_no_body(rules: RuleTable) -> None:
+    # A 1000-event body must not stay in memory because its page's parts are kept.
+    builder = pipeline(rules)
+    builder.process_batch(decoded({}), RequestInfo(received=now_ms(), user_agent=UA))
+    (shape,) = builder._request_shapes.values()
+    assert shape.subject.source is None
+    assert not shape.shared.props

@@ -20,6 +20,9 @@ from msgspec import Struct
 from .. import __version__
 from ..events import (
     EVENT_TYPE,
+    EXPERIMENT_NAME,
+    NEWSLETTER,
+    SYNC_ENGINE,
     FlowQuery,
     MetricsBody,
     PropagateBody,
@@ -114,6 +117,13 @@ def _add_checked_patterns(schemas: dict[str, Any]) -> None:
             if branch.get("type") == "string":
                 branch["pattern"] = checked.pattern
     schemas["Event"]["properties"]["type"]["pattern"] = EVENT_TYPE.pattern
+    body = schemas["MetricsBody"]["properties"]
+    body["syncEngines"]["items"]["pattern"] = SYNC_ENGINE.pattern
+    for branch in body["newsletters"]["anyOf"]:
+        if branch.get("type") == "array":
+            branch["items"]["pattern"] = NEWSLETTER.pattern
+    for name in ("choice", "group"):
+        schemas["Experiment"]["properties"][name]["pattern"] = EXPERIMENT_NAME.pattern
 
 
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:

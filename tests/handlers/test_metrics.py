@@ -214,6 +214,15 @@ async def test_flow_from_another_key_is_refused(
         ({"utm_source": "a b"}, "$.utm_source"),
         ({"screen": {"width": "wide"}}, "$.screen.width"),
         ({"experiments": [{"choice": "x"}]}, "$.experiments[0]"),
+        # List items checked after decoding (events.SYNC_ENGINE, EXPERIMENT_NAME, NEWSLETTER).
+        ({"syncEngines": ["tabs", "Tabs"]}, "$.syncEngines[1]"),
+        (
+            {"experiments": [{"choice": "a", "group": "b"}, {"choice": "a b", "group": "b"}]},
+            "$.experiments[1].choice",
+        ),
+        ({"experiments": [{"choice": "a", "group": "b/c"}]}, "$.experiments[0].group"),
+        ({"newsletters": ["ok", "not ok"]}, "$.newsletters[1]"),
+        ({"syncEngines": ["x" * 65]}, "$.syncEngines[0]"),
         ({"navigationTiming": {"a": {"b": {"c": 1}}}}, "$.navigationTiming[...]"),
         ({"duration": 10**12}, "$.duration"),
         ({"flushTime": 0}, "$.flushTime"),

@@ -34,6 +34,23 @@ def json_response(
     )
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, as `request.read()` gives it (413 past `client_max_size`).
+
+    A small body usually arrives with its headers: then it is taken from the buffer at
+    once, without `read()`'s loop of waits and copies (a sixth of a 1-event `POST`'s
+    instructions in the handler).
+    """
+    content = request.content
+    if content.is_eof():
+        data = content.read_nowait()
+        limit = request.client_max_size
+        if limit and len(data) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+        return data
+    return await request.read()
+
+
 def client_ip(request: web.Request, trusted_proxies: int) -> str | None:
     """The client address: `trusted_proxies` hops from the right of X-Forwarded-For.
 

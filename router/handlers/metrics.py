@@ -9,7 +9,7 @@ from ..errors import BadRequest
 from ..events import MetricsBody, check_patterns, metrics_body_decoder
 from ..state import DEFERRED, PIPELINE, SETTINGS, TAP
 from .answer import Answer
-from .common import accept, check_capacity, request_info
+from .common import accept, check_capacity, read_body, request_info
 
 SUCCESS = b'{"success":true}'
 
@@ -48,7 +48,7 @@ async def post_metrics(request: web.Request) -> web.StreamResponse:
     settings = app[SETTINGS]
     await check_capacity(app)
     # JSON and text/plain (navigator.sendBeacon) bodies are both parsed as JSON.
-    body = decode_body(await request.read())
+    body = decode_body(await read_body(request))
     check_ranges(
         body, settings.flow.max_event_offset_seconds * 1000, settings.server.max_events_per_batch
     )

@@ -17,7 +17,7 @@ from ..errors import BadRequest
 from ..events import MetricsContext, PropagateBody, ServerEventBatch, StashBody
 from ..mapping import ServerItem
 from ..state import PIPELINE, SETTINGS, STASH, TAP
-from .common import accept, check_capacity, json_response, require_bearer
+from .common import accept, check_capacity, json_response, read_body, require_bearer
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder] = {}  # type: ignore[type-arg]
@@ -32,7 +32,7 @@ async def decode(request: web.Request, kind: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
-        result: T = decoder.decode(await request.read())
+        result: T = decoder.decode(await read_body(request))
     except msgspec.ValidationError as exc:
         raise BadRequest.from_validation(exc) from exc
     except msgspec.DecodeError as exc:

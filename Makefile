@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/metrics-router serve $(ARGS)
 
 system-deps:
-	./scripts/install-system-deps.sh memcached wrk chromium tmux
+	./scripts/install-system-deps.sh memcached wrk chromium tmux valgrind
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(ARGS)
@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
-	./scripts/install-system-deps.sh wrk || echo "wrk could not be installed: HTTP scenarios will be skipped"
+	./scripts/install-system-deps.sh wrk valgrind || echo "wrk or valgrind could not be installed: the HTTP scenarios or bench.instructions will not run"
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench $(ARGS)
 

@@ -76,8 +76,10 @@ def event_plan(name: str) -> EventPlan:
 
 
 # A flow start's records but for the ids, by what they are made of (`begin_flow`).
-# Bounded: cleared when full, and only short headers are kept.
-MAX_SHAPES = 4096
+# Bounded: cleared when full, and only short headers are kept. A key's strings are
+# bounded by their fields' lengths (a few KiB at worst): a flood of distinct queries or
+# User-Agents costs a few MiB at most.
+MAX_SHAPES = 1024
 MAX_SHAPE_HEADERS = 1024
 # Stand-ins for a flow start's ids while its shape is built: not hex, so never a real id.
 _FLOW_MARK = "<flow id>"
@@ -157,7 +159,7 @@ class RecordBuilder:
     def use(self, ruleset: RuleSet) -> None:
         """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
         self.ruleset = ruleset
-        self._flow_shapes = {}  # built with the old rules
+        self._flow_shapes = {}  # built with the old rules (request shapes use none)
 
     # -- shared per-request parts ---------------------------------------------------------
 

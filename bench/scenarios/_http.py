@@ -127,7 +127,8 @@ def run_http(
     """Both baselines and the router, same wrk script and pinning; what the log sink wrote.
 
     Every server is started first; then each is measured ROUNDS times, interleaved (bare,
-    decode floor, router, variants, and again), and the median round of each is reported:
+    decode floor, router, variants; the next round starting one server later), and the
+    median round of each is reported:
     the host's drift over a run then moves baselines and router alike. `variants` are
     (label, extra config) pairs: the router measured again with more config (e.g. an
     Amplitude sink pointed at a destination that never answers).
@@ -173,7 +174,10 @@ def run_http(
         measured: dict[str, list[Figures]] = {name: [] for name, _, _ in started}
         sent_in_all: dict[str, int] = {name: 0 for name, _, _ in started}
         for index in range(rounds):
-            for name, server, port in started:
+            # Each round starts one server later: on a shared host the first server of a
+            # round ran slower (seen in A/Bs), so no server is always first.
+            shift = index % len(started)
+            for name, server, port in started[shift:] + started[:shift]:
                 url = f"http://127.0.0.1:{port}{path}"
                 warm = index == 0 and not smoke
                 figures, sent = measure(

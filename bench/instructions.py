@@ -7,7 +7,8 @@ user-space instructions each spent a request, with the router's as a ratio of ba
 the measured requests are counted: instrumentation is switched on after a warm-up and off
 before the server stops (`callgrind_control -i`). The count repeats to within 0.1% from run
 to run whatever else the machine does; it leaves out the kernel's share (the same for every
-server), so the ratio is lower than the time ratio `python -m bench` measures. Needs
+server) and says nothing of instructions per cycle, so its ratio is not the time ratio
+`python -m bench` measures (docs/bench.md). Needs
 valgrind (Debian's `valgrind`); a run of the defaults takes about two minutes.
 
     python -m bench.instructions                      # both endpoints, 2,000 requests each

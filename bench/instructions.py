@@ -88,6 +88,8 @@ def count(argv: list[str], port: int, request: bytes, requests: int, directory: 
         + argv,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # As the HTTP scenarios start it: the router's settings from its config file only.
+        env={k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")},
     )
     try:
         deadline = time.monotonic() + 300
@@ -123,9 +125,6 @@ def main(args: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    env_free = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_ROUTER_")}
-    os.environ.clear()
-    os.environ.update(env_free)
     python = sys.executable
     for scenario in options.only or ["single", "flow"]:
         request = request_bytes(scenario)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import typing
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -235,22 +236,25 @@ def check_patterns(body: MetricsBody) -> None:
         # A value seen before costs a set lookup here, not a call.
         if value is not None and value not in checked.seen:
             checked.check(value, f"$.{name}")
-    for index, engine in enumerate(body.syncEngines):
-        if engine not in SYNC_ENGINE.seen:
-            SYNC_ENGINE.check(engine, f"$.syncEngines[{index}]")
+    _check_items(SYNC_ENGINE, body.syncEngines, "$.syncEngines")
     names = EXPERIMENT_NAME.seen
     for index, experiment in enumerate(body.experiments):
         if experiment.choice not in names:
             EXPERIMENT_NAME.check(experiment.choice, f"$.experiments[{index}].choice")
         if experiment.group not in names:
             EXPERIMENT_NAME.check(experiment.group, f"$.experiments[{index}].group")
-    for index, newsletter in enumerate(body.newsletters or ()):
-        if newsletter not in NEWSLETTER.seen:
-            NEWSLETTER.check(newsletter, f"$.newsletters[{index}]")
+    _check_items(NEWSLETTER, body.newsletters or (), "$.newsletters")
     known = EVENT_TYPE.seen
     for index, event in enumerate(body.events):
         if event.type not in known:
             EVENT_TYPE.check(event.type, f"$.events[{index}].type")
+
+
+def _check_items(checked: Checked, values: Sequence[str], path: str) -> None:
+    seen = checked.seen
+    for index, value in enumerate(values):
+        if value not in seen:
+            checked.check(value, f"{path}[{index}]")
 
 
 # -- sidecar: server-side events from back-end services ------------------------------------

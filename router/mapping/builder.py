@@ -447,6 +447,13 @@ class RecordBuilder:
             stats.incr("metrics.events.dropped", stale, {"reason": "bad_time"})
         return out
 
+    def _request_key(self, req: RequestInfo) -> tuple[object, ...] | None:
+        """What a request's headers and address add to a shape's key (the User-Agent, the
+        language headers, DNT, the location); None when the headers are too long to keep."""
+        if len(req.user_agent) + len(req.accept_language or "") > MAX_SHAPE_HEADERS:
+            return None
+        return (req.user_agent, req.accept_language, req.locale, req.dnt, self._location(req))
+
     def _request_parts(self, body: MetricsBody, req: RequestInfo) -> _RequestShape:
         """A batch's subject, shared Amplitude parts and flow-event template.
 
@@ -456,13 +463,12 @@ class RecordBuilder:
         make a key. The parts are built once per key (bounded) and copied with the ids
         filled in. Only for a body whose flow verified: the flow id is set.
         """
-        where = self._location(req)
+        request = self._request_key(req)
         experiments = body.experiments
-        if experiments and (
-            sum(len(e.choice) + len(e.group) for e in experiments) > MAX_SHAPE_EXPERIMENTS
+        if request is None or (
+            experiments
+            and sum(len(e.choice) + len(e.group) for e in experiments) > MAX_SHAPE_EXPERIMENTS
         ):
-            key = None
-        elif len(req.user_agent) + len(req.accept_language or "") > MAX_SHAPE_HEADERS:
             key = None
         else:
             newsletters = body.newsletters
@@ -487,12 +493,7 @@ class RecordBuilder:
                 tuple(experiments),
                 tuple(newsletters) if newsletters is not None else None,
                 body.userPreferences,
-                req.user_agent,
-                req.accept_language,
-                req.locale,
-                req.dnt,
-                where,
-            )
+            ) + request
             shape = self._request_shapes.get(key)
             if shape is not None:
                 return self._fill(shape, body)
@@ -548,12 +549,12 @@ class RecordBuilder:
         User-Agent, the language headers, DNT and the location. So the records are built
         once per such combination (`_flow_shape`, bounded) and copied with the ids filled in.
         """
-        where = self._location(req)
-        key = (query, req.user_agent, req.accept_language, req.locale, req.dnt, where)
-        shape = self._flow_shapes.get(key)
+        request = self._request_key(req)
+        key = (query, request)
+        shape = self._flow_shapes.get(key) if request is not None else None
         if shape is None:
             shape = self._flow_shape(query, req)
-            if len(req.user_agent) + len(req.accept_language or "") <= MAX_SHAPE_HEADERS:
+            if request is not None:
                 if len(self._flow_shapes) >= MAX_SHAPES:
                     self._flow_shapes.clear()
                 self._flow_shapes[key] = shape

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ..support.programs import program_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_counts_the_instructions_of_each_server() -> None:
-    if shutil.which("valgrind") is None:
-        subprocess.run(
-            [str(ROOT / "scripts" / "install-system-deps.sh"), "valgrind"],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed and could not be installed")
+    program_or_skip("valgrind")
     done = subprocess.run(
         [sys.executable, "-m", "bench.instructions", "--only", "flow", "--requests", "80"],
         cwd=ROOT,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,22 +21,9 @@ from router.ruletable import RuleTable
 from router.sinks.memory import MemorySink
 from router.stats import Stats
 
+from ..support.programs import program_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wrk_or_skip() -> None:
-    """Install wrk the way `make bench` does; skip only if that truly fails."""
-    if shutil.which("wrk") is None:
-        subprocess.run(
-            [str(ROOT / "scripts" / "install-system-deps.sh"), "wrk"],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-    if shutil.which("wrk") is None:
-        pytest.skip(
-            "wrk is not installed and scripts/install-system-deps.sh wrk could not install it"
-        )
 
 
 def test_pipeline_scenario_counts_events_and_records(rules: RuleTable) -> None:
@@ -131,7 +117,7 @@ def test_load_command_refuses_a_target_that_is_not_a_url() -> None:
 
 
 def test_smoke_run_of_the_http_scenarios_prints_a_table_and_json(tmp_path: Path) -> None:
-    wrk_or_skip()
+    program_or_skip("wrk")
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [

@@ -37,16 +37,19 @@ from .traffic import FLOW_KEY, FLOW_QUERY, HEADERS, USER_AGENT, body_bytes
 
 CONNECTIONS = 8
 WARMUP = 400
+BATCH = 50  # events a request of the `batch` scenario, as the bench's scenario 2
+SCENARIOS = ("single", "batch", "flow")
 
 
 def request_bytes(scenario: str) -> bytes:
+    """One request of `scenario`: `single` (a 1-event POST), `batch` (50 events) or `flow`."""
     if scenario == "flow":
         head = (
             f"GET /metrics-flow?{FLOW_QUERY} HTTP/1.1\r\nHost: bench\r\n"
             f"User-Agent: {USER_AGENT}\r\nAccept-Language: en-US\r\n\r\n"
         )
         return head.encode()
-    data = body_bytes(FlowSigner(FLOW_KEY), 1)
+    data = body_bytes(FlowSigner(FLOW_KEY), BATCH if scenario == "batch" else 1)
     lines = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
     head = f"POST /metrics HTTP/1.1\r\nHost: bench\r\n{lines}Content-Length: {len(data)}\r\n\r\n"
     return head.encode() + data
@@ -79,9 +82,10 @@ def send(port: int, request: bytes, count: int) -> int:
     return failed[0]
 
 
-def count(argv: list[str], port: int, request: bytes, requests: int, directory: Path) -> float:
-    """Instructions a request of the server `argv` (listening on `port`)."""
-    out = directory / "callgrind.out"
+def count(
+    argv: list[str], port: int, request: bytes, requests: int, directory: Path, out: Path
+) -> float:
+    """Instructions a request of the server `argv` (listening on `port`); its profile in `out`."""
     log = (directory / "server.log").open("wb")
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
@@ -119,14 +123,20 @@ def count(argv: list[str], port: int, request: bytes, requests: int, directory: 
 
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    parser.add_argument("--only", choices=["single", "flow"], action="append")
+    parser.add_argument("--only", choices=SCENARIOS, action="append")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        type=Path,
+        help="keep each server's callgrind profile in DIR (for callgrind_annotate)",
+    )
     options = parser.parse_args(args)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     python = sys.executable
-    for scenario in options.only or ["single", "flow"]:
+    for scenario in options.only or ["single", "flow"]:  # batch on request: it takes longer
         request = request_bytes(scenario)
         figures: dict[str, float] = {}
         with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
@@ -140,11 +150,18 @@ def main(args: list[str] | None = None) -> int:
                 else:
                     mode = "bare" if label.startswith("bare") else "decode"
                     argv = [python, "-m", "bench.baseline", "--port", str(port), "--mode", mode]
-                figures[label] = count(argv, port, request, options.requests, directory)
+                short = {"bare aiohttp": "bare", "router": "router"}.get(label, "decode")
+                name = f"{scenario}-{short}.callgrind"
+                out = (options.keep or directory) / name
+                if options.keep is not None:
+                    options.keep.mkdir(parents=True, exist_ok=True)
+                figures[label] = count(argv, port, request, options.requests, directory, out)
         bare = figures["bare aiohttp"]
         for label, value in figures.items():
             ratio = bare / value
             count_text = f"{value:10,.0f} instructions a request"
+            if scenario == "batch":
+                count_text += f" ({value / BATCH:8,.0f} an event)"
             print(f"{scenario:6}  {label:26} {count_text}  {ratio:5.2f}x bare")
     return 0
 

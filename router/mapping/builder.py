@@ -86,6 +86,18 @@ _FLOW_MARK = "<flow id>"
 _DEVICE_MARK = "<device id>"
 
 
+class _Step(NamedTuple):
+    """An event name's plan and its rule's mapping: one lookup an event (`process_batch`).
+
+    Kept per builder like PLANS (bounded, flow.timing.* names not kept) and dropped when
+    the rules are reloaded (`use`)."""
+
+    name: str | None
+    timing: int | None
+    flow_event: str | None
+    mapping: Mapping | None
+
+
 class _FlowShape(NamedTuple):
     amplitude: tuple[AmplitudeEvent, ...]
     flow: tuple[FlowEvent, ...]
@@ -151,6 +163,7 @@ class RecordBuilder:
         self.app_version = version.group(0) if version else None
         self._flow_shapes: dict[tuple[object, ...], _FlowShape] = {}
         self._request_shapes: dict[tuple[object, ...], _RequestShape] = {}
+        self._steps: dict[str, _Step] = {}
 
     @property
     def rules(self) -> RuleTable:
@@ -160,6 +173,7 @@ class RecordBuilder:
         """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
         self.ruleset = ruleset
         self._flow_shapes = {}  # built with the old rules (request shapes use none)
+        self._steps = {}
 
     # -- shared per-request parts ---------------------------------------------------------
 
@@ -364,6 +378,17 @@ class RecordBuilder:
         self._emit(out, mapping, time, subject, req, shared)
         return True
 
+    def _step(self, name: str) -> _Step:
+        """What an event's name decides, its rule's mapping included (`_Step`)."""
+        rule_name, timing, flow_event = PLANS.get(name) or event_plan(name)
+        mapping = None if rule_name is None else self.rules.match(rule_name)
+        step = _Step(rule_name, timing, flow_event, mapping)
+        if timing is None and rule_name is not None:  # flow.timing.* names: not kept
+            if len(self._steps) >= MAX_PLANS:
+                self._steps.clear()
+            self._steps[name] = step
+        return step
+
     # -- whole requests -------------------------------------------------------------------
 
     def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
@@ -383,57 +408,55 @@ class RecordBuilder:
             return out
         subject, shared, flow_template = self._request_parts(body, req)
         begin = body.flowBeginTime or 0
-        skew = req.received - body.flushTime
+        received = req.received
+        skew = received - body.flushTime
         start = body.startTime + skew
-        oldest = req.received - self.signer.expiry_ms
-        match = self.rules.match
+        oldest = received - self.signer.expiry_ms
         flows = out.flow
         initial_view = present(body.initialView)
         amplitude = out.amplitude.append
         template = shared.amplitude
-        # Per mapping, the properties of this request's plain records (no `also`, VWO or
-        # minimal output): those records are made right here; the rest go through _emit.
-        plain: dict[int, tuple[Mapping, dict[str, Any]]] = {}
-        plans = PLANS
+        # By rule name, this request's plain records' event type and properties (no
+        # `also`, VWO or minimal output): those are made right here, the rest by _emit.
+        plain: dict[str, tuple[str, dict[str, Any]]] = {}
+        steps = self._steps
         unmapped = stale = 0
         for event in body.events:
             name = event.type
             if name == FLOW_BEGIN:
                 time = begin
+                rule_name = FLOW_BEGIN
                 flow_time = 0
                 flow_event: str | None = FLOW_BEGIN
+                mapping = self.rules.match(FLOW_BEGIN)
             else:
                 time = start + event.offset
-                if not oldest < time <= req.received:
+                if not oldest < time <= received:
                     stale += 1
                     continue
                 if name == "loaded":
                     name = f"flow.performance.{initial_view}"
-                plan = plans.get(name) or event_plan(name)
-                rule_name, timing, flow_event = plan
-                if rule_name is None:
+                step = steps.get(name) or self._step(name)
+                known, timing, flow_event, mapping = step
+                if known is None:
                     stale += 1  # flow.timing.* without a number
                     continue
-                name = rule_name
+                rule_name = known
                 flow_time = time - begin if timing is None else timing
-            mapping = match(name)
             if mapping is None:
                 unmapped += 1
             else:
-                entry = plain.get(id(mapping))
-                if entry is not None and entry[0] is mapping:
+                entry = plain.get(rule_name)
+                if entry is not None:
                     amplitude(
                         _replace(
-                            template,
-                            event_type=mapping.event_type,
-                            time=time,
-                            event_properties=entry[1],
+                            template, event_type=entry[0], time=time, event_properties=entry[1]
                         )
                     )
                 else:
                     props = self._emit(out, mapping, time, subject, req, shared)
                     if props is not None:
-                        plain[id(mapping)] = (mapping, props)
+                        plain[rule_name] = (mapping.event_type, props)
             if flow_event is not None:
                 flows.append(
                     _replace(flow_template, event=flow_event, flow_time=flow_time, time=time)

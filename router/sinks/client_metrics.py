@@ -20,11 +20,11 @@ class ClientMetricsSink(LogSink):
     def __init__(self, name: str, path: str = "-", drop_cache_mb: int = DROP_CACHE_MB) -> None:
         super().__init__(name, path, drop_cache_mb=drop_cache_mb)
 
-    def encode(self, records: Sequence[Record]) -> bytes:
+    def pieces(self, records: Sequence[Record]) -> list[bytes | memoryview]:
         encode = self._encoder.encode
         lines = [
             encode(client_metrics_line(r, self.hostname, self.pid))
             for r in records
             if isinstance(r, ClientMetrics)
         ]
-        return b"\n".join(lines) + b"\n" if lines else b""
+        return [b"\n".join(lines) + b"\n"] if lines else []

@@ -37,6 +37,8 @@ from .fxa_format import FxaLines
 from .lines import MozLogLine
 
 INFO = 6
+# Pieces one writev(2) takes at most (Linux: 1024); a batch has two a kind of record.
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "writev") else 0
 # An empty dict: what omit_defaults leaves out, as the mirror of old left out None.
 _EMPTY: dict[str, Any] = {}
 _replace = msgspec.structs.replace
@@ -161,9 +163,14 @@ class LogSink(Sink):
 
     def encode(self, records: Sequence[Record]) -> bytes:
         """The lines for a batch, newline-terminated."""
+        return b"".join(self.pieces(records))
+
+    def pieces(self, records: Sequence[Record]) -> list[bytes | memoryview]:
+        """The lines for a batch in pieces that, joined, are `encode`'s bytes (written with
+        one writev(2), so the batch is never copied into one buffer)."""
         now = time.time_ns()
         if self._fxa is not None:
-            return self._fxa.encode(records, lambda kind: self._head(kind, now))
+            return [self._fxa.encode(records, lambda kind: self._head(kind, now))]
         # Records come in runs of one type (a request's flow events, then its Amplitude
         # events). The runs of each kind are gathered and encoded with one `encode_lines`
         # call per kind, over the records themselves; the envelope is spliced around every
@@ -188,7 +195,7 @@ class LogSink(Sink):
             lines = self._encoder.encode_lines(same).replace(b"\n", b"}\n" + head)
             parts.append(head)
             parts.append(memoryview(lines)[: -len(head)])
-        return b"".join(parts)
+        return parts
 
     def _amplitude_fields(
         self, run: Iterable[Any], strings: dict[int, Any], out: list[Any]
@@ -198,31 +205,45 @@ class LogSink(Sink):
         append = out.append
         # A request's records share a few dicts (its user properties, one event-properties
         # dict per mapping): each is encoded once per batch. The records hold the dicts,
-        # so their ids stay theirs while the batch is encoded. Looked up inline: this loop
-        # runs once per Amplitude record.
+        # so their ids stay theirs while the batch is encoded. Looked up inline, and only
+        # when a record's dict is not the one before's: this loop runs once per record.
         known = strings.get
         as_string = self._as_string
+        last_event = last_user = None
+        event: Any = _EMPTY
+        user: Any = _EMPTY
         for record in run:
             props = record.event_properties
-            event = known(id(props))
-            if event is None:
-                event = strings[id(props)] = as_string(props) if props else _EMPTY
+            if props is not last_event:
+                last_event = props
+                event = known(id(props))
+                if event is None:
+                    event = strings[id(props)] = as_string(props) if props else _EMPTY
             props = record.user_properties
-            user = known(id(props))
-            if user is None:
-                user = strings[id(props)] = as_string(props) if props else _EMPTY
+            if props is not last_user:
+                last_user = props
+                user = known(id(props))
+                if user is None:
+                    user = strings[id(props)] = as_string(props) if props else _EMPTY
             append(_replace(record, event_properties=event, user_properties=user, insert_id=None))
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, pieces: Sequence[bytes | memoryview]) -> None:
         with self._lock:
-            assert self._file is not None
-            view = memoryview(data)
-            while view:
-                written = self._file.write(view)
-                view = view[written or 0 :]
-            self._file.flush()
+            file = self._file
+            assert file is not None
+            size = sum(map(len, pieces))
+            done = 0
+            if self.path != "-" and 0 < len(pieces) <= _IOV_MAX:
+                # One system call for the batch; O_APPEND places it whole at the end.
+                done = os.writev(file.fileno(), pieces)
+            if done < size:  # stdout, or a short write (a full disk, a signal)
+                view = memoryview(b"".join(pieces))[done:]
+                while view:
+                    written = file.write(view)
+                    view = view[written or 0 :]
+                file.flush()
             if self.drop_window:
-                self._written(self._file, len(data))
+                self._written(file, size)
 
     def _written(self, file: IO[bytes], size: int) -> None:
         """Count `size` bytes just written; past a window since the last drop, drop again."""
@@ -251,7 +272,7 @@ class LogSink(Sink):
                 log.warning("log sink %s: page-cache dropping off: %s", self.name, exc)
 
     async def send(self, records: Sequence[Record]) -> None:
-        await asyncio.to_thread(self._write, self.encode(records))
+        await asyncio.to_thread(self._write, self.pieces(records))
 
     async def aclose(self) -> None:
         if self._file is not None and self.path != "-":

@@ -14,7 +14,7 @@ from router.enrich.flow import FlowSigner, now_ms
 from router.enrich.geo import GeoDB
 from router.events import MetricsBody
 from router.mapping import Pipeline
-from router.mapping.builder import MAX_REQUEST_SHAPES
+from router.mapping.builder import MAX_PLANS, MAX_REQUEST_SHAPES
 from router.mapping.subject import RequestInfo
 from router.records import RecordBatch
 from router.ruletable import RuleTable
@@ -212,3 +212,37 @@ def test_a_kept_shape_holds_no_body(rules: RuleTable) -> None:
     (shape,) = builder._request_shapes.values()
     assert shape.subject.source is None
     assert not shape.shared.props
+
+
+def test_a_rules_reload_forgets_the_event_steps(rules: RuleTable) -> None:
+    # process_batch keeps each event name's plan and mapping (`_steps`): after a reload
+    # the same names must map by the new rules.
+    builder = pipeline(rules)
+    batch = decoded({})
+    req = RequestInfo(received=now_ms(), user_agent=UA)
+    before = builder.process_batch(batch, req)
+    assert "fxa_email_first - view" in [e.event_type for e in before.amplitude]
+    assert builder._steps
+    builder.use(RuleSet(KINDS))
+    after = builder.process_batch(batch, req)
+    assert as_json(after) == as_json(afresh(KINDS, batch, req))
+    assert [e.event_type for e in after.amplitude][:2] == ["fxa_email - view", "fxa_login - view"]
+
+
+def test_event_steps_are_bounded_and_timing_names_not_kept(rules: RuleTable) -> None:
+    builder = pipeline(rules)
+    req = RequestInfo(received=now_ms(), user_agent=UA)
+    # A flood of distinct names (mapped or not) and of flow.timing.* numbers.
+    names = [(f"flow.x{n}.engage", n) for n in range(MAX_PLANS + 10)]
+    timings = [(f"flow.timing.x.{n}", n) for n in range(200)]
+    for chunk in range(0, len(names), 200):
+        events = names[chunk : chunk + 200]
+        one = msgspec.json.decode(msgspec.json.encode(body(events)), type=MetricsBody)
+        got = builder.process_batch(one, req)
+        assert len(got.flow) == len(events)
+        assert len(builder._steps) <= MAX_PLANS
+    builder._steps.clear()
+    one = msgspec.json.decode(msgspec.json.encode(body(timings)), type=MetricsBody)
+    got = builder.process_batch(one, req)
+    assert [e.flow_time for e in got.flow] == [n for _, n in timings]
+    assert not builder._steps

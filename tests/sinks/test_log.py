@@ -163,6 +163,36 @@ def test_mixed_batches_write_one_line_per_record_grouped_by_kind() -> None:
     assert LogSink("log").encode([]) == b""
 
 
+async def test_a_batch_is_written_to_the_file_as_encoded(tmp_path: Path) -> None:
+    # send() writes the pieces of a batch with one writev(2): the file must hold exactly
+    # the lines encode() gives, every kind's, in order. Records whose dicts alternate
+    # (e1, e2, e1 / u1, u2, u1) must each keep their own nested strings.
+    e2, u2 = {"service": "pocket"}, {"flow_id": "e" * 64}
+    records: list[Any] = [
+        AMPLITUDE,
+        msgspec.structs.replace(AMPLITUDE, event_properties=e2, user_properties=u2),
+        msgspec.structs.replace(AMPLITUDE, event_type="third"),
+        FLOW,
+        msgspec.structs.replace(AMPLITUDE, event_properties=e2),
+        VwoConversion(name="signup", user_id="u" * 32, time=1, properties={"plan": "p"}),
+        ACTIVITY,
+    ]
+    path = tmp_path / "events.log"
+    async with LogSink("log", str(path)) as sink:
+        await sink.send(records)
+        await sink.send(records[:1])
+    expected = lines(LogSink("log").encode(records) + LogSink("log").encode(records[:1]))
+    written = lines(path.read_bytes())
+    for line in [*written, *expected]:
+        del line["Timestamp"]
+    assert written == expected
+    nested = [json.loads(line["Fields"]["event_properties"]) for line in written[:4]]
+    assert nested == [{"service": "sync"}, e2, {"service": "sync"}, e2]
+    users = [json.loads(line["Fields"]["user_properties"]) for line in written[:4]]
+    u1 = AMPLITUDE.user_properties
+    assert users == [u1, u2, u1, u1]
+
+
 def test_log_format_setting() -> None:
     settings = load_settings(environ={"METRICS_ROUTER_SINKS_LOG_FORMAT": "fxa"})
     assert settings.sinks.log is not None and settings.sinks.log.format == "fxa"

@@ -38,18 +38,17 @@ FORM_TYPES = {
 }
 
 
-class EventPlan(NamedTuple):
-    """What an event's name alone decides: the name rules see, its timing, its flow event."""
+# What an event's name alone decides: the name rules see (None: a flow.timing.* name
+# without a number, dropped as bad_time), flow.timing.*'s number (the event's flow_time),
+# and the flow event it writes (screen.x -> flow.x.view), if any. A plain tuple: built
+# for every flow.timing.* event, where a NamedTuple's Python-level __new__ showed up.
+EventPlan = tuple[str | None, int | None, str | None]
+# With the mapping of the rule for that name: one lookup an event (`process_batch`).
+_Step = tuple[str | None, int | None, str | None, Mapping | None]
 
-    name: str | None  # None: a flow.timing.* name without a number (dropped as bad_time)
-    timing: int | None  # flow.timing.*'s number: the event's flow_time
-    flow_event: str | None  # the flow event it writes (screen.x -> flow.x.view), if any
-
-
-# Names seen before (not flow.timing.*, whose numbers make every name new): bounded, and
+# Names' steps kept (not flow.timing.*, whose numbers make every name new): bounded, and
 # dropped at once when full, so a flood of distinct names costs memory only up to this.
-MAX_PLANS = 4096
-PLANS: dict[str, EventPlan] = {}
+MAX_STEPS = 4096
 
 
 def event_plan(name: str) -> EventPlan:
@@ -59,7 +58,7 @@ def event_plan(name: str) -> EventPlan:
         try:
             timing = int(float(name[sep + 1 :]))
         except (ValueError, OverflowError):  # "x", "nan", "inf"
-            return EventPlan(None, None, None)
+            return None, None, None
         name = name[:sep]
     if name.startswith("screen."):
         flow_event: str | None = f"flow.{name[7:]}.view"
@@ -67,12 +66,7 @@ def event_plan(name: str) -> EventPlan:
         flow_event = name
     else:
         flow_event = None
-    plan = EventPlan(name, timing, flow_event)
-    if timing is None:
-        if len(PLANS) >= MAX_PLANS:
-            PLANS.clear()
-        PLANS[name] = plan
-    return plan
+    return name, timing, flow_event
 
 
 # A flow start's records but for the ids, by what they are made of (`begin_flow`).
@@ -84,18 +78,6 @@ MAX_SHAPE_HEADERS = 1024
 # Stand-ins for a flow start's ids while its shape is built: not hex, so never a real id.
 _FLOW_MARK = "<flow id>"
 _DEVICE_MARK = "<device id>"
-
-
-class _Step(NamedTuple):
-    """An event name's plan and its rule's mapping: one lookup an event (`process_batch`).
-
-    Kept per builder like PLANS (bounded, flow.timing.* names not kept) and dropped when
-    the rules are reloaded (`use`)."""
-
-    name: str | None
-    timing: int | None
-    flow_event: str | None
-    mapping: Mapping | None
 
 
 class _FlowShape(NamedTuple):
@@ -379,12 +361,13 @@ class RecordBuilder:
         return True
 
     def _step(self, name: str) -> _Step:
-        """What an event's name decides, its rule's mapping included (`_Step`)."""
-        rule_name, timing, flow_event = PLANS.get(name) or event_plan(name)
+        """What an event's name decides, its rule's mapping included; kept per builder
+        (bounded, flow.timing.* names not kept) and dropped on a rules reload (`use`)."""
+        rule_name, timing, flow_event = event_plan(name)
         mapping = None if rule_name is None else self.rules.match(rule_name)
-        step = _Step(rule_name, timing, flow_event, mapping)
+        step = (rule_name, timing, flow_event, mapping)
         if timing is None and rule_name is not None:  # flow.timing.* names: not kept
-            if len(self._steps) >= MAX_PLANS:
+            if len(self._steps) >= MAX_STEPS:
                 self._steps.clear()
             self._steps[name] = step
         return step

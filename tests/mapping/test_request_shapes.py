@@ -14,7 +14,7 @@ from router.enrich.flow import FlowSigner, now_ms
 from router.enrich.geo import GeoDB
 from router.events import MetricsBody
 from router.mapping import Pipeline
-from router.mapping.builder import MAX_PLANS, MAX_REQUEST_SHAPES
+from router.mapping.builder import MAX_REQUEST_SHAPES, MAX_STEPS
 from router.mapping.subject import RequestInfo
 from router.records import RecordBatch
 from router.ruletable import RuleTable
@@ -233,14 +233,14 @@ def test_event_steps_are_bounded_and_timing_names_not_kept(rules: RuleTable) -> 
     builder = pipeline(rules)
     req = RequestInfo(received=now_ms(), user_agent=UA)
     # A flood of distinct names (mapped or not) and of flow.timing.* numbers.
-    names = [(f"flow.x{n}.engage", n) for n in range(MAX_PLANS + 10)]
+    names = [(f"flow.x{n}.engage", n) for n in range(MAX_STEPS + 10)]
     timings = [(f"flow.timing.x.{n}", n) for n in range(200)]
     for chunk in range(0, len(names), 200):
         events = names[chunk : chunk + 200]
         one = msgspec.json.decode(msgspec.json.encode(body(events)), type=MetricsBody)
         got = builder.process_batch(one, req)
         assert len(got.flow) == len(events)
-        assert len(builder._steps) <= MAX_PLANS
+        assert len(builder._steps) <= MAX_STEPS
     builder._steps.clear()
     one = msgspec.json.decode(msgspec.json.encode(body(timings)), type=MetricsBody)
     got = builder.process_batch(one, req)

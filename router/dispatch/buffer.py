@@ -134,9 +134,22 @@ class MemoryBuffer:
             self.stats.incr("sink.dropped", dropped, {**self._tags, "reason": "queue_full"})
             self._log_full(dropped)
             records = records[: max(room, 0)]
-        if records:
-            self._received.incr(len(records))
-            self._append(Chunk(list(records)))
+        if not records:
+            return None
+        count = len(records)
+        self._received.incr(count)
+        queue = self.queue
+        if queue:
+            # Requests share a chunk up to a batch: in memory a chunk has no row or waiter
+            # of its own, so one per request was only bookkeeping (a Chunk made, cut and
+            # settled each). A chunk part of which was taken is left as it is.
+            tail = queue[-1]
+            if not tail.taken and tail.size + count <= self.batch_size:
+                tail.records += records
+                tail.size += count
+                self.queued += count
+                return None  # the queue was not empty: the worker needs no wake-up
+        self._append(Chunk(list(records)))
         return None
 
     def _append(self, chunk: Chunk) -> None:

@@ -95,6 +95,30 @@ async def test_memory_buffer_cuts_batches_across_chunks_and_bounds_itself() -> N
     assert await buffer.take() is None  # stopped and empty
 
 
+async def test_memory_buffer_shares_chunks_between_puts_up_to_a_batch() -> None:
+    buffer = MemoryBuffer("m", Stats(), queue_size=100, batch_size=4)
+    given = events(0, 2)
+    buffer.put(given)
+    buffer.put(events(2, 1))
+    buffer.put(events(3, 1))  # fills the first chunk to a batch
+    buffer.put(events(4, 3))  # a new chunk
+    assert [chunk.size for chunk in buffer.queue] == [4, 3]
+    assert times(given) == [0, 1]  # the caller's list is not the chunk's
+    first = await buffer.take()
+    assert first is not None and times(first.records) == [0, 1, 2, 3]
+    buffer.put(events(7, 2))  # 3 + 2 is over a batch: a chunk of its own
+    second = await buffer.take()
+    assert second is not None and times(second.records) == [4, 5, 6, 7]
+    assert buffer.queue[0].taken == 1
+    buffer.put(events(9, 1))  # a partly taken chunk gets no more records
+    assert [chunk.size for chunk in buffer.queue] == [2, 1]
+    third = await buffer.take()
+    assert third is not None and times(third.records) == [8, 9]
+    for ticket in (first, second, third):
+        buffer.ack(ticket)
+    assert buffer.queued == 0 and buffer.in_flight == 0 and not buffer.queue
+
+
 async def test_spool_buffer_keeps_what_was_kept_for_the_next_start(tmp_path: Path) -> None:
     stats = Stats()
     buffer = spool_buffer("s", tmp_path, stats)

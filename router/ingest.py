@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .dispatch import Dispatcher
-from .events import MetricsBody
+from .events import FlowQuery, MetricsBody
 from .mapping import Pipeline, RequestInfo
 from .records import RecordBatch
-from .watching.tap import Tap
+from .watching.tap import Tap, begin_names
+
+# What `GET /metrics-flow` hands over: the query, flow id, begin time, device id, request.
+FlowStart = tuple[FlowQuery, str, int, str, RequestInfo]
 
 log = logging.getLogger(__name__)
 
 
 class Deferred:
-    """Batches answered in one event-loop turn are processed together in one callback.
+    """Batches and flow starts answered in one event-loop turn are processed together in
+    one callback.
 
     One callback per turn instead of one per request keeps the pipeline's code and
     tables hot in the CPU caches, and the turn's records reach the sinks in one submit
     (one chunk a sink, one spool row for a durable one) instead of one a request. The
     callback is CPU only and is scheduled before the response is written, so it always
-    runs before any shutdown step awaits.
+    runs before any shutdown step awaits. (In strict mode the handlers do the work
+    themselves: their 200 waits for the disk.)
     """
 
     def __init__(self, pipeline: Pipeline, dispatcher: Dispatcher, tap: Tap | None = None) -> None:
@@ -29,37 +36,66 @@ class Deferred:
         self.dispatcher = dispatcher
         self.tap = tap
         self._pending: list[tuple[MetricsBody, RequestInfo]] = []
+        self._starts: list[FlowStart] = []
+        self._scheduled = False
 
     def add(self, body: MetricsBody, req: RequestInfo) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._drain)
+        """A `POST /metrics` batch, checked and answered."""
+        if not self._scheduled:
+            self._schedule()
         self._pending.append((body, req))
 
+    def add_start(self, start: FlowStart) -> None:
+        """A `GET /metrics-flow` flow start, answered with its flow id."""
+        if not self._scheduled:
+            self._schedule()
+        self._starts.append(start)
+
+    def _schedule(self) -> None:
+        asyncio.get_running_loop().call_soon(self._drain)
+        self._scheduled = True
+
     def _drain(self) -> None:
+        self._scheduled = False
         pending, self._pending = self._pending, []
-        process, submit = self.pipeline.process_batch, self.dispatcher.submit
+        starts, self._starts = self._starts, []
+        pipeline, submit = self.pipeline, self.dispatcher.submit
         tap = self.tap
         if tap is not None and tap.subscribers:
             for body, req in pending:
-                submit(tap.metrics_batch(self.pipeline, body, req))
+                submit(tap.metrics_batch(pipeline, body, req))
+            for start in starts:
+                names = begin_names(start[0].form_type)
+                submit(tap.request(pipeline, "/metrics-flow", names, pipeline.begin_flow(*start)))
             return
-        turn: RecordBatch | None = None
-        for body, req in pending:
+        turn = self._merge(pipeline.begin_flow, starts, None)
+        turn = self._merge(pipeline.process_batch, pending, turn)
+        if turn is not None:
+            submit(turn)
+
+    def _merge(
+        self,
+        make: Callable[..., RecordBatch],
+        items: Sequence[tuple[Any, ...]],
+        turn: RecordBatch | None,
+    ) -> RecordBatch | None:
+        """`turn` with the records `make` makes of each item added (the first batch made
+        becomes the turn when there is none)."""
+        for item in items:
             try:
-                batch = process(body, req)
+                batch = make(*item)
             except Exception:
-                # A bug, not bad input (that was refused before the 200): the other
+                # A bug, not bad input (that was refused before the answer): the other
                 # requests of the turn still go out.
-                log.exception("processing a batch of flow %s failed", body.flowId)
+                log.exception("processing a request after its answer failed")
                 self.pipeline.stats.incr("ingest.failed")
                 continue
             if turn is None:
-                turn = batch  # the turn's first batch collects the others' records
+                turn = batch
                 continue
             turn.amplitude += batch.amplitude
             turn.flow += batch.flow
             turn.vwo += batch.vwo
             turn.activity += batch.activity
             turn.client_metrics += batch.client_metrics
-        if turn is not None:
-            submit(turn)
+        return turn

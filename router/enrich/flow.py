@@ -38,11 +38,11 @@ class FlowSigner:
     def _sign(self, salt: str, begin_time: int) -> str:
         return hmac_hex(self._key, f"{salt}\n{begin_time:x}".encode())[:32]
 
-    def create(self, begin_time: int | None = None) -> tuple[str, int]:
-        """A fresh (flow id, flowBeginTime)."""
+    def create(self, begin_time: int | None = None, salt: bytes | None = None) -> tuple[str, int]:
+        """A fresh (flow id, flowBeginTime); `salt`: 16 random bytes (read here if not given)."""
         begin = now_ms() if begin_time is None else begin_time
-        salt = os.urandom(16).hex()
-        return salt + self._sign(salt, begin), begin
+        text = (os.urandom(16) if salt is None else salt).hex()
+        return text + self._sign(text, begin), begin
 
     def _signature_ok(self, flow_id: str, begin_time: int) -> bool:
         salt, signature = flow_id[:32], flow_id[32:]

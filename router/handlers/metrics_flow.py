@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
-from ..state import ALLOWED_ORIGINS, PIPELINE, SETTINGS, SIGNER, STATS, TAP
+from ..state import ALLOWED_ORIGINS, DEFERRED, PIPELINE, SETTINGS, SIGNER, STATS, TAP
 from ..watching.tap import begin_names
 from .answer import Answer
 from .common import accept, check_capacity, request_info
@@ -45,13 +45,13 @@ def parse_query(request: web.Request) -> FlowQuery:
     return query
 
 
-def device_id_hex() -> str:
-    """A random version-4 UUID as 32 hex digits, FxA's deviceId (uuid.v4() without
-    dashes), without building a UUID object."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
-    return raw.hex()
+def device_id_hex(raw: bytes) -> str:
+    """16 random bytes as a version-4 UUID in 32 hex digits, FxA's deviceId (uuid.v4()
+    without dashes), without building a UUID object."""
+    data = bytearray(raw)
+    data[6] = data[6] & 0x0F | 0x40  # version 4
+    data[8] = data[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return data.hex()
 
 
 def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
@@ -73,15 +73,21 @@ async def get_metrics_flow(request: web.Request) -> web.StreamResponse:
         stats.incr("metrics_flow.bad_origin")
         raise Forbidden("origin not allowed", "$.headers.origin", "bad_origin")
 
-    flow_id, begin = app[SIGNER].create()
-    device_id = device_id_hex()
+    # One getrandom(2) for the flow id's salt and the device id.
+    randomness = os.urandom(32)
+    flow_id, begin = app[SIGNER].create(salt=randomness[:16])
+    device_id = device_id_hex(randomness[16:])
     req = request_info(request, settings.server.trusted_proxies)
-    pipeline = app[PIPELINE]
     if not engage:
-        batch = pipeline.begin_flow(query, flow_id, begin, device_id, req)
-        await accept(
-            app, app[TAP].request(pipeline, "/metrics-flow", begin_names(query.form_type), batch)
-        )
+        start = (query, flow_id, begin, device_id, req)
+        if settings.spool.strict:
+            # The answer promises the records are on disk.
+            pipeline = app[PIPELINE]
+            names = begin_names(query.form_type)
+            batch = pipeline.begin_flow(*start)
+            await accept(app, app[TAP].request(pipeline, "/metrics-flow", names, batch))
+        else:
+            app[DEFERRED].add_start(start)
         stats.incr("metrics_flow.begin")
     elif not headers:
         stats.incr("metrics_flow.engage.dropped", 1, {"reason": "bad_origin"})
@@ -90,6 +96,7 @@ async def get_metrics_flow(request: web.Request) -> web.StreamResponse:
     elif query.uid is None:
         stats.incr("metrics_flow.engage.dropped", 1, {"reason": "missing_uid"})
     else:
+        pipeline = app[PIPELINE]
         batch = pipeline.engage(query, flow_id, begin, device_id, req)
         await accept(app, app[TAP].request(pipeline, "/metrics-flow", ("flow.rp.engage",), batch))
         stats.incr("metrics_flow.engage")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import uuid
 
 import pytest
 
+from router.app import make_app
+from router.config import Settings, override
 from router.enrich.flow import FlowSigner, now_ms
 from router.handlers import metrics_flow
 from router.handlers.metrics_flow import device_id_hex
@@ -14,7 +18,7 @@ from router.sinks.memory import MemorySink
 from router.state import DISPATCHER
 from router.stats import Stats
 
-from ..conftest import CLIENT_ID, FLOW_KEY, ORIGIN, Client
+from ..conftest import CLIENT_ID, FLOW_KEY, ORIGIN, AiohttpClient, Client
 from ..support.delivery import UID
 
 
@@ -39,6 +43,41 @@ async def test_starts_a_signed_flow(client: Client, sink: MemorySink) -> None:
     assert begin.flow_time == 0 and begin.time == data["flowBeginTime"]
     assert begin.flow_id == data["flowId"]
     assert begin.entrypoint == "firstrun" and begin.utm_source == "x"
+
+
+async def test_flow_starts_of_one_loop_turn_are_all_recorded(
+    client: Client, sink: MemorySink
+) -> None:
+    # Answered first, processed together right after (router/ingest.py): none is lost.
+    answers = await asyncio.gather(
+        *(client.get("/metrics-flow", params={"form_type": "email"}) for _ in range(20))
+    )
+    flow_ids = {(await resp.json())["flowId"] for resp in answers}
+    await settle(client)
+    assert len(flow_ids) == 20
+    assert sorted(f.flow_id for f in sink.flow) == sorted(i for i in flow_ids for _ in range(2))
+    assert {a.user_properties["flow_id"] for a in sink.amplitude} == flow_ids
+
+
+async def test_strict_mode_flow_starts_are_recorded_by_the_handler(
+    aiohttp_client: AiohttpClient, settings: Settings, sink: MemorySink, stats: Stats
+) -> None:
+    strict = override(settings, spool={"path": settings.spool.path, "strict": True})
+    client = await aiohttp_client(make_app(strict, sinks=[sink], stats=stats))
+    resp = await client.get("/metrics-flow", params={"form_type": "email"})
+    data = await resp.json()
+    # The handler submits (and waits for the spool when a sink is durable) itself.
+    assert stats.get("sink.received", sink="memory") == 3
+    await settle(client)
+    assert [f.flow_id for f in sink.flow] == [data["flowId"]] * 2
+
+
+def test_flow_ids_from_a_given_salt_verify() -> None:
+    signer = FlowSigner(FLOW_KEY)
+    flow_id, begin = signer.create(now_ms() - 1000, salt=bytes(range(16)))
+    assert flow_id[:32] == bytes(range(16)).hex()
+    assert signer.check(flow_id, begin, now_ms()) is None
+    assert signer.create(begin, salt=bytes(range(16))) == (flow_id, begin)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +208,7 @@ async def test_engage_uid_is_validated(client: Client) -> None:
 
 def test_device_ids_are_random_version_4_uuids() -> None:
     # FxA's get-metrics-flow.js: deviceId = uuid.v4().replace(/-/g, '').
-    ids = {device_id_hex() for _ in range(200)}
+    ids = {device_id_hex(os.urandom(16)) for _ in range(200)}
     assert len(ids) == 200
     for value in ids:
         parsed = uuid.UUID(hex=value)

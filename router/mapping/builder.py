@@ -8,6 +8,7 @@ records; per event only the rule lookup, the time and the record itself are made
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import msgspec
@@ -90,9 +91,13 @@ class _FlowShape(NamedTuple):
 class _Shared:
     """What every Amplitude record of one request shares, built once per request."""
 
-    __slots__ = ("amplitude", "base_props", "props", "user_props")
+    __slots__ = ("amplitude", "base_props", "props", "static_props", "user_props")
 
-    def __init__(self, amplitude: AmplitudeEvent) -> None:
+    def __init__(
+        self,
+        amplitude: AmplitudeEvent,
+        static_props: dict[int, tuple[Mapping, dict[str, Any]]] | None = None,
+    ) -> None:
         # A record to copy: only event_type, time and event_properties differ per event.
         # Its event_properties are the base ones, its user_properties the request's.
         self.amplitude = amplitude
@@ -100,6 +105,10 @@ class _Shared:
         self.user_props = amplitude.user_properties
         # Per request: a mapping's properties may copy any field of the body.
         self.props: dict[int, tuple[Mapping, dict[str, Any]]] = {}
+        # A mapping's properties made of the base ones and its own alone: shared by every
+        # request of a kept shape (same base properties), so the records of many
+        # requests hold one dict, which the log sink encodes once a batch.
+        self.static_props = {} if static_props is None else static_props
 
 
 # A `POST /metrics` request's per-request parts but for its ids, by what they are made of
@@ -107,6 +116,41 @@ class _Shared:
 # are not kept.
 MAX_REQUEST_SHAPES = 1024
 MAX_SHAPE_EXPERIMENTS = 256  # characters of experiment choices and groups in all
+
+
+# The body fields a request shape's key is made of (`_request_parts`, which reads them
+# one by one): a rule copying only these copies the same values for every request of
+# the shape. Subject.field reads a body field by this wire name.
+KEYED_FIELDS = frozenset(
+    {
+        "lang",
+        "service",
+        "context",
+        "entrypoint",
+        "entryPoint",
+        "entrypoint_experiment",
+        "entrypoint_variation",
+        "utm_campaign",
+        "utm_content",
+        "utm_medium",
+        "utm_source",
+        "utm_term",
+        "planId",
+        "plan_id",
+        "productId",
+        "product_id",
+        "syncEngines",
+        "experiments",
+        "newsletters",
+        "userPreferences",
+    }
+)
+
+
+@lru_cache(maxsize=1024)
+def keyed_fields(fields: tuple[tuple[str, str], ...]) -> bool:
+    """Does a mapping copy only fields of a request shape's key?"""
+    return all(field in KEYED_FIELDS for _, field in fields)
 
 
 class _RequestShape(NamedTuple):
@@ -154,7 +198,8 @@ class RecordBuilder:
     def use(self, ruleset: RuleSet) -> None:
         """Serve from `ruleset` from now on (a reload): rules and registry in one step."""
         self.ruleset = ruleset
-        self._flow_shapes = {}  # built with the old rules (request shapes use none)
+        self._flow_shapes = {}  # built with the old rules
+        self._request_shapes = {}  # their properties cache holds the old rules' mappings
         self._steps = {}
 
     # -- shared per-request parts ---------------------------------------------------------
@@ -288,9 +333,12 @@ class RecordBuilder:
         base_props = shared.base_props
         props = base_props
         if mapping.properties or mapping.fields:
-            # The same mapping gives the same properties for the whole request: build them
-            # once. Keeping the mapping in the entry keeps its id from being reused.
-            cached = shared.props.get(id(mapping))
+            # The same mapping gives the same properties for the whole request (for every
+            # request of a kept shape when it copies no body field): build them once.
+            # Keeping the mapping in the entry keeps its id from being reused.
+            static = not mapping.fields or keyed_fields(mapping.fields)
+            known = shared.static_props if static else shared.props
+            cached = known.get(id(mapping))
             if cached is not None and cached[0] is mapping:
                 props = cached[1]
             else:
@@ -299,7 +347,7 @@ class RecordBuilder:
                     value = subject.field(field)
                     if value is not None:
                         props[prop] = value
-                shared.props[id(mapping)] = (mapping, props)
+                known[id(mapping)] = (mapping, props)
         append = out.amplitude.append
         template = shared.amplitude
         if mapping.minimal:
@@ -512,7 +560,9 @@ class RecordBuilder:
             # Kept with this body's ids, which every copy overwrites, but not the body
             # (its events) nor this request's property cache.
             self._request_shapes[key] = _RequestShape(
-                _replace(subject, source=None), _Shared(shared.amplitude), flow_template
+                _replace(subject, source=None),
+                _Shared(shared.amplitude, shared.static_props),
+                flow_template,
             )
         return _RequestShape(subject, shared, flow_template)
 
@@ -542,7 +592,7 @@ class RecordBuilder:
             session_id=begin,
             user_properties=user_props,
         )
-        shared = _Shared(template)
+        shared = _Shared(template, kept.static_props)
         return _RequestShape(subject, shared, _replace(shape.flow_template, flow_id=flow_id))
 
     def begin_flow(

@@ -14,7 +14,7 @@ from router.enrich.flow import FlowSigner, now_ms
 from router.enrich.geo import GeoDB
 from router.events import MetricsBody
 from router.mapping import Pipeline
-from router.mapping.builder import MAX_REQUEST_SHAPES, MAX_STEPS
+from router.mapping.builder import KEYED_FIELDS, MAX_REQUEST_SHAPES, MAX_STEPS
 from router.mapping.subject import RequestInfo
 from router.records import RecordBatch
 from router.ruletable import RuleTable
@@ -246,3 +246,78 @@ def test_event_steps_are_bounded_and_timing_names_not_kept(rules: RuleTable) -> 
     got = builder.process_batch(one, req)
     assert [e.flow_time for e in got.flow] == [n for _, n in timings]
     assert not builder._steps
+
+
+# A value for each body field a shape's key is made of, other than body()'s.
+KEYED_VALUES: dict[str, Any] = {
+    "lang": "fr",
+    "service": "0123456789abcdef",
+    "context": "x",
+    "entrypoint": "menu",
+    "entryPoint": "menu",
+    "entrypoint_experiment": "e",
+    "entrypoint_variation": "v",
+    "utm_campaign": "x",
+    "utm_content": "c",
+    "utm_medium": "m",
+    "utm_source": "s",
+    "utm_term": "t",
+    "planId": "p",
+    "plan_id": "p",
+    "productId": "prod_2",
+    "product_id": "prod_3",
+    "syncEngines": ["tabs"],
+    "experiments": [{"choice": "a", "group": "b"}],
+    "newsletters": ["n"],
+    "userPreferences": {"emails": True},
+}
+
+
+def test_every_keyed_field_is_part_of_the_key(rules: RuleTable) -> None:
+    # Properties copied from these fields are shared by a shape's requests: a field
+    # named here but left out of the key would give one page's values to another.
+    assert set(KEYED_VALUES) == KEYED_FIELDS
+    builder = pipeline(rules)
+    req = RequestInfo(received=now_ms(), user_agent=UA)
+    builder.process_batch(decoded({}), req)
+    for count, (name, value) in enumerate(KEYED_VALUES.items(), start=2):
+        builder.process_batch(decoded({name: value}), req)
+        assert len(builder._request_shapes) == count, name
+
+
+def test_a_shapes_requests_share_properties_copied_from_its_key_only() -> None:
+    req = RequestInfo(received=now_ms(), user_agent=UA)
+    table = table_from(
+        {
+            "exact": {
+                "screen.enter-email": {
+                    "group": "email",
+                    "event": "view",
+                    "fields": {"planned": "planId"},
+                },
+                "flow.enter-email.submit": {
+                    "group": "email",
+                    "event": "submit",
+                    "fields": {"domain": "emailDomain"},
+                },
+            }
+        }
+    )
+    builder = pipeline(table)
+    first = builder.process_batch(decoded({"planId": "p1", "emailDomain": "a.example"}), req)
+    second = builder.process_batch(decoded({"planId": "p1", "emailDomain": "b.example"}), req)
+    assert len(builder._request_shapes) == 1
+    (view_1, submit_1), (view_2, submit_2) = first.amplitude, second.amplitude
+    assert view_1.event_properties is view_2.event_properties  # one dict to encode
+    assert view_1.event_properties["planned"] == "p1"
+    assert submit_1.event_properties is not submit_2.event_properties
+    assert submit_2.event_properties["domain"] == "b.example"
+
+
+def test_a_rules_reload_forgets_the_request_shapes(rules: RuleTable) -> None:
+    # Their kept properties were made by the old rules' mappings.
+    builder = pipeline(rules)
+    builder.process_batch(decoded({}), RequestInfo(received=now_ms(), user_agent=UA))
+    assert builder._request_shapes
+    builder.use(RuleSet(KINDS))
+    assert not builder._request_shapes

@@ -64,7 +64,7 @@ class Dispatcher:
         """Queue a batch; in strict mode, the futures that resolve once it is on disk.
 
         Each sink gets one chunk per batch (all the kinds it takes), so a spooled
-        request costs one row.
+        batch (a request's, or a loop turn's: router/ingest.py) costs one row.
         """
         waiters: list[asyncio.Future[None]] = []
         for runner, kinds in self._plans:

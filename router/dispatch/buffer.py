@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class Chunk:
-    """The records one request produced for one sink, tracked until all are settled."""
+    """The records one submit (a request's, or a loop turn's) produced for one sink,
+    tracked until all are settled; in a memory buffer, several submits' up to a batch."""
 
     __slots__ = ("records", "size", "taken", "pending", "row", "done", "keep", "waiter")
 
@@ -109,7 +110,7 @@ class MemoryBuffer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tags = {"sink": name}
-        self._received = stats.counter("sink.received", self._tags)  # once per request
+        self._received = stats.counter("sink.received", self._tags)  # once per put
         self._full_logged_at = -1e9
         self._full_unlogged = 0
         # Called when a take made room (the dispatcher's admission: waiting ingest goes on).

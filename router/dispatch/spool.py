@@ -1,7 +1,7 @@
 """A sink's on-disk backlog: chunks of records in arrival order, in SQLite (WAL).
 
-One row holds one chunk (the records one request produced for one sink, encoded by
-`records.encode_batch`), so the
+One row holds one chunk (the records one submit, a request's or a loop turn's, produced
+for one sink, encoded by `records.encode_batch`), so the
 cost of spooling grows with requests, not with events. Writes are group-committed:
 many chunks, one transaction, one fsync at most.
 

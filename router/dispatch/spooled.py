@@ -2,7 +2,7 @@
 
 Two uses of the spool:
 
-- write-behind: every chunk (the records one request produced for this sink) is
+- write-behind: every chunk (the records one submit produced for this sink) is
   group-committed to disk within `commit_interval_ms` unless it was delivered first,
   and its row is deleted once it is; a kill -9 loses at most the chunks accepted in
   the last interval (none in strict mode, where the 200 waits for the commit);
@@ -30,7 +30,7 @@ from .spool import Spool, is_disk_full
 
 log = logging.getLogger(__name__)
 
-# Rows read back from the spool at a time; a row holds one request's records.
+# Rows read back from the spool at a time; a row holds one submit's records.
 READ_ROWS = 32
 # Encoded disk-only chunks waiting for their commit; beyond it ingest answers 503
 # (the disk is slower than the ingest rate) so memory stays bounded.

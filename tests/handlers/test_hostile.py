@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from router.app import make_app
 from router.config import load_settings, override
+from router.events import MetricsBody, metrics_body_decoder
 from router.ruletable import RuleTable
 
 from ..support.bodies import body
@@ -163,3 +164,41 @@ def test_pattern_memo_stays_bounded() -> None:
     else:
         raise AssertionError("a bad value passed")
     assert "BAD" not in checked.seen and EVENT_TYPE.MAX_REMEMBERED == Checked.MAX_REMEMBERED
+
+
+def test_passed_pages_stay_bounded_and_ids_are_still_checked() -> None:
+    from router.errors import BadRequest
+    from router.events import (
+        _PASSED_PAGES,
+        MAX_PAGE_CHARACTERS,
+        MAX_PASSED_PAGES,
+        check_patterns,
+    )
+
+    def decoded(**fields: object) -> MetricsBody:
+        data = {"events": [{"type": "flow.begin", "offset": 0}], **fields}
+        return metrics_body_decoder.decode(json.dumps(data).encode())
+
+    # A flood of distinct pages: kept up to the bound; long ones checked, never kept.
+    for i in range(MAX_PASSED_PAGES + 100):
+        check_patterns(decoded(utm_term=f"t{i}", entrypoint=f"e{i}"))
+        assert len(_PASSED_PAGES) <= MAX_PASSED_PAGES
+    long = "x" * (MAX_PAGE_CHARACTERS // 2 + 1)
+    check_patterns(decoded(entrypoint=long, entryPoint=long))
+    assert not any(long in page for page in _PASSED_PAGES)
+    # A page that passed before, with a bad flow id, device id or uid: still a 400.
+    check_patterns(decoded(context="web", flowId="ab" * 32))
+    for field in ("flowId", "deviceId", "uid"):
+        try:
+            check_patterns(decoded(context="web", **{field: "Z" * 32}))
+        except BadRequest as exc:
+            assert exc.path == f"$.{field}"
+        else:
+            raise AssertionError(f"a bad {field} passed")
+    # A page that never passed names its first bad field, in the body's field order.
+    try:
+        check_patterns(decoded(context="BAD CONTEXT", utm_source="bad source!"))
+    except BadRequest as exc:
+        assert exc.path == "$.context"
+    else:
+        raise AssertionError("a bad context passed")

@@ -18,6 +18,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +34,41 @@ def is_disk_full(exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
         return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
     return False
+
+
+# Rows a statement, largest first: a round's rows go in statements of these sizes only.
+# sqlite3 caches a prepared statement per SQL text (128 of them), and one for a few
+# hundred rows takes about a megabyte: with a statement per row count, a spool whose
+# rounds varied in size held hundreds of MB of them (RSS grew for minutes with a
+# destination down). 256 rows bind 512 values, under every SQLite's limit.
+STATEMENT_ROWS = (256, 64, 16, 4, 1)
+
+
+def statement_slices(count: int) -> list[tuple[int, int]]:
+    """[start, end) slices of `count` rows, each of a size in STATEMENT_ROWS."""
+    slices = []
+    start = 0
+    for size in STATEMENT_ROWS:
+        while count - start >= size:
+            slices.append((start, start + size))
+            start += size
+    return slices
+
+
+@lru_cache(maxsize=len(STATEMENT_ROWS))
+def _insert_sql(rows: int) -> str:
+    return "INSERT INTO chunks (body, spilled) VALUES " + ",".join(["(?, ?)"] * rows)
+
+
+@lru_cache(maxsize=len(STATEMENT_ROWS))
+def _measure_sql(rows: int) -> str:
+    marks = ",".join("?" * rows)
+    return f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks WHERE id IN ({marks})"
+
+
+@lru_cache(maxsize=len(STATEMENT_ROWS))
+def _delete_sql(rows: int) -> str:
+    return f"DELETE FROM chunks WHERE id IN ({','.join('?' * rows)})"
 
 
 class Spool:
@@ -104,30 +140,24 @@ class Spool:
         ids: list[int] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            # One statement for many rows: the thread then needs the GIL a few times
-            # per round, not once per row, which matters when the event loop is busy.
-            for start in range(0, len(chunks), 1000):
-                batch = chunks[start : start + 1000]
+            # Many rows a statement: the thread then needs the GIL a few times per round,
+            # not once per row, which matters when the event loop is busy.
+            for start, end in statement_slices(len(chunks)):
+                batch = chunks[start:end]
                 cursor = db.execute(
-                    "INSERT INTO chunks (body, spilled) VALUES "
-                    + ",".join(["(?, ?)"] * len(batch)),
+                    _insert_sql(len(batch)),
                     [value for blob, spilled in batch for value in (blob, int(spilled))],
                 )
                 # One writer (BEGIN IMMEDIATE), one statement: the ids are consecutive.
                 last = cursor.lastrowid
                 assert last is not None
                 ids.extend(range(last - len(batch) + 1, last + 1))
-            for start in range(0, len(wanted), 500):
-                part = wanted[start : start + 500]
-                marks = ",".join("?" * len(part))
-                size, count = db.execute(
-                    f"SELECT coalesce(sum(length(body)), 0), count(*) FROM chunks "
-                    f"WHERE id IN ({marks})",
-                    part,
-                ).fetchone()
+            for start, end in statement_slices(len(wanted)):
+                part = wanted[start:end]
+                size, count = db.execute(_measure_sql(len(part)), part).fetchone()
                 freed += int(size)
                 gone += int(count)
-                db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+                db.execute(_delete_sql(len(part)), part)
             db.execute("COMMIT")
         except (sqlite3.Error, OSError):
             if db.in_transaction:

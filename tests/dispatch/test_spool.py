@@ -13,7 +13,7 @@ from router.app import make_app
 from router.config import Settings, override
 from router.dispatch import SinkRunner, SpoolBuffer
 from router.dispatch.deadletter import DeadLetters
-from router.dispatch.spool import Spool
+from router.dispatch.spool import STATEMENT_ROWS, Spool, statement_slices
 from router.dispatch.spooled import SPILL_BACKLOG_BYTES
 from router.errors import PublishError
 from router.records import FlowEvent, Record, decode_batch, encode_batch
@@ -94,6 +94,41 @@ async def test_spool_commit_read_delete_and_reopen(
     assert times(decode_batch(rows[0][1])) == [3, 4, 5]
     assert again.rows == 3 and again.size_bytes == spool.size_bytes
     await again.close()
+
+
+def test_statement_slices_cover_every_row_in_a_few_sizes() -> None:
+    for count in [*range(700), 1000, 4096, 12_345]:
+        slices = statement_slices(count)
+        assert [i for start, end in slices for i in range(start, end)] == list(range(count))
+        assert {end - start for start, end in slices} <= set(STATEMENT_ROWS)
+        # Greedy, largest first: at most three of any size below the largest.
+        sizes = [end - start for start, end in slices]
+        assert all(sizes.count(size) <= 3 for size in STATEMENT_ROWS[1:])
+
+
+async def test_rounds_of_any_size_use_a_few_statements(tmp_path: Path) -> None:
+    # sqlite3 keeps a prepared statement per SQL text; one per row count held hundreds of
+    # MB while a destination was down (rounds of every size between 1 and 1,000 rows).
+    spool = Spool(tmp_path / "s.db", max_bytes=1 << 30)
+    await spool.open()
+    texts: set[str] = set()
+    assert spool._db is not None
+    spool._db.set_trace_callback(texts.add)
+    blob = encode_batch(events(0, 1))
+    written: list[int] = []
+    for count in (1, 2, 3, 7, 30, 99, 255, 256, 257, 500, 999, 1000, 1001):
+        ids, _ = await spool.commit([(blob, True)] * count, written[: count // 2])
+        assert len(ids) == count and ids == sorted(ids) and len(set(ids)) == count
+        del written[: count // 2]
+        written.extend(ids)
+    assert spool.rows == len(written)
+    rows = await spool.read(5000, spilled_only=True)
+    assert [i for i, _ in rows] == written
+    # The trace shows each statement with its values: the rows it took, by its shape.
+    sizes = {t.count("),(") + 1 for t in texts if t.startswith("INSERT")}
+    sizes |= {t[t.index(" IN (") :].count(",") + 1 for t in texts if " IN (" in t}
+    assert sizes == set(STATEMENT_ROWS)
+    await spool.close()
 
 
 async def test_write_behind_skips_what_was_delivered(tmp_path: Path) -> None:

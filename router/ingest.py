@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from .dispatch import Dispatcher
@@ -62,25 +63,33 @@ class Deferred:
         pipeline, submit = self.pipeline, self.dispatcher.submit
         tap = self.tap
         if tap is not None and tap.subscribers:
-            for body, req in pending:
-                submit(tap.metrics_batch(pipeline, body, req))
-            for start in starts:
-                names = begin_names(start[0].form_type)
-                submit(tap.request(pipeline, "/metrics-flow", names, pipeline.begin_flow(*start)))
+            # Watched: each request's records are published, and submitted, on their own.
+            for batch in self._made(self._watched_start, starts):
+                submit(batch)
+            for batch in self._made(self._watched_batch, pending):
+                submit(batch)
             return
-        turn = self._merge(pipeline.begin_flow, starts, None)
-        turn = self._merge(pipeline.process_batch, pending, turn)
+        turn: RecordBatch | None = None
+        made = chain(
+            self._made(pipeline.begin_flow, starts), self._made(pipeline.process_batch, pending)
+        )
+        for batch in made:
+            if turn is None:
+                turn = batch  # the turn's first batch collects the others' records
+                continue
+            turn.amplitude += batch.amplitude
+            turn.flow += batch.flow
+            turn.vwo += batch.vwo
+            turn.activity += batch.activity
+            turn.client_metrics += batch.client_metrics
         if turn is not None:
             submit(turn)
 
-    def _merge(
-        self,
-        make: Callable[..., RecordBatch],
-        items: Sequence[tuple[Any, ...]],
-        turn: RecordBatch | None,
-    ) -> RecordBatch | None:
-        """`turn` with the records `make` makes of each item added (the first batch made
-        becomes the turn when there is none)."""
+    def _made(
+        self, make: Callable[..., RecordBatch], items: Sequence[tuple[Any, ...]]
+    ) -> Iterator[RecordBatch]:
+        """The records `make` makes of each item; an item it fails on is logged, counted
+        and skipped."""
         for item in items:
             try:
                 batch = make(*item)
@@ -90,12 +99,16 @@ class Deferred:
                 log.exception("processing a request after its answer failed")
                 self.pipeline.stats.incr("ingest.failed")
                 continue
-            if turn is None:
-                turn = batch
-                continue
-            turn.amplitude += batch.amplitude
-            turn.flow += batch.flow
-            turn.vwo += batch.vwo
-            turn.activity += batch.activity
-            turn.client_metrics += batch.client_metrics
-        return turn
+            yield batch
+
+    def _watched_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
+        assert self.tap is not None
+        return self.tap.metrics_batch(self.pipeline, body, req)
+
+    def _watched_start(
+        self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
+    ) -> RecordBatch:
+        assert self.tap is not None
+        batch = self.pipeline.begin_flow(query, flow_id, begin, device_id, req)
+        names = begin_names(query.form_type)
+        return self.tap.request(self.pipeline, "/metrics-flow", names, batch)

@@ -1,5 +1,6 @@
-"""`Deferred`: the batches answered in one loop turn are processed after the answers and
-reach each sink as one submit; a batch the pipeline fails on loses no other's records."""
+"""`Deferred`: the batches and flow starts answered in one loop turn are processed after the
+answers and reach the sinks in one submit; one the pipeline fails on loses no other's
+records, watched by the tap or not."""
 
 from __future__ import annotations
 
@@ -10,48 +11,73 @@ import msgspec
 
 from router.dispatch import Dispatcher, SinkRunner
 from router.enrich.flow import FlowSigner, now_ms
-from router.events import MetricsBody
-from router.ingest import Deferred
+from router.events import FlowQuery, MetricsBody
+from router.ingest import Deferred, FlowStart
 from router.mapping import Pipeline, RequestInfo
-from router.records import AmplitudeEvent, FlowEvent, RecordBatch
+from router.records import FlowEvent, RecordBatch
 from router.ruletable import default_rules_path, load_rules
 from router.ruletable.ruleset import RuleSet
 from router.sinks.memory import MemorySink
 from router.stats import Stats
+from router.watching.tap import Subscriber, Tap, TapFilter
 
 from .conftest import FLOW_KEY
 from .support.bodies import body
 
 EVENTS = [("screen.enter-email", 10), ("flow.enter-email.submit", 20)]
+REQ = RequestInfo(received=now_ms(), user_agent="Firefox", accept_language="en-US")
 
 
 class Failing(Pipeline):
-    """The pipeline, failing (a bug) on the batches of one flow."""
+    """The pipeline, failing (a bug) on the batches and flow starts of some flows."""
 
-    bad_flow: str | None = None
+    bad_flows: frozenset[str | None] = frozenset()
 
     def process_batch(self, body: MetricsBody, req: RequestInfo) -> RecordBatch:
-        if body.flowId == self.bad_flow:
+        if body.flowId in self.bad_flows:
             raise OverflowError("a bug")
         return super().process_batch(body, req)
 
+    def begin_flow(
+        self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
+    ) -> RecordBatch:
+        if flow_id in self.bad_flows:
+            raise OverflowError("a bug")
+        return super().begin_flow(query, flow_id, begin, device_id, req)
 
-def parts() -> tuple[Failing, Dispatcher, SinkRunner, Stats]:
+
+class Counting(Dispatcher):
+    """The dispatcher, remembering every batch submitted to it."""
+
+    def __init__(self, runner: SinkRunner) -> None:
+        super().__init__([runner])
+        self.submitted: list[RecordBatch] = []
+
+    def submit(self, batch: RecordBatch) -> list[asyncio.Future[None]]:
+        self.submitted.append(msgspec.structs.replace(batch))  # its lists as they are now
+        return super().submit(batch)
+
+
+def parts(tap: Tap | None = None) -> tuple[Failing, Counting, Deferred, Stats]:
     stats = Stats()
     pipeline = Failing(RuleSet(load_rules([default_rules_path()])), FlowSigner(FLOW_KEY), stats)
-    # Not started: what a submit puts in the buffer stays there to be looked at.
-    runner = SinkRunner(MemorySink(), stats)
-    return pipeline, Dispatcher([runner]), runner, stats
+    # Not started: what a submit puts in the buffer stays there.
+    dispatcher = Counting(SinkRunner(MemorySink(), stats))
+    return pipeline, dispatcher, Deferred(pipeline, dispatcher, tap), stats
 
 
 def decoded(**overrides: Any) -> MetricsBody:
     return msgspec.convert(body(EVENTS, **overrides), MetricsBody)
 
 
-def flow_ids(runner: SinkRunner) -> list[str]:
-    """The flow ids of the flow events queued for the runner's sink, in order."""
-    queue = runner.buffer.queue  # type: ignore[attr-defined]
-    return [r.flow_id for chunk in queue for r in chunk.records if isinstance(r, FlowEvent)]
+def start() -> FlowStart:
+    flow_id, begin = FlowSigner(FLOW_KEY).create()
+    query = FlowQuery(entrypoint="firstrun", form_type="email")
+    return (query, flow_id, begin, "d" * 32, REQ)
+
+
+def flow_ids(batch: RecordBatch) -> list[str]:
+    return [r.flow_id for r in batch.flow if isinstance(r, FlowEvent)]
 
 
 async def next_turn() -> None:
@@ -62,45 +88,73 @@ async def next_turn() -> None:
     await turn
 
 
-async def test_a_turns_batches_reach_a_sink_as_one_submit_in_order() -> None:
-    pipeline, dispatcher, runner, stats = parts()
-    deferred = Deferred(pipeline, dispatcher)
-    req = RequestInfo(received=now_ms(), user_agent="Firefox", accept_language="en-US")
+async def test_a_turns_starts_and_batches_reach_the_sinks_in_one_submit() -> None:
+    pipeline, dispatcher, deferred, stats = parts()
     bodies = [decoded(), decoded(), decoded()]
-    for one in bodies:
-        deferred.add(one, req)
-    assert runner.buffer.queued == 0  # nothing before the answers are written
+    starts = [start(), start()]
+    deferred.add(bodies[0], REQ)
+    deferred.add_start(starts[0])
+    deferred.add(bodies[1], REQ)
+    deferred.add(bodies[2], REQ)
+    deferred.add_start(starts[1])
+    assert not dispatcher.submitted  # nothing before the answers are written
     await next_turn()
-    expected = RecordBatch()
-    for one in bodies:
-        batch = pipeline.process_batch(one, req)
-        expected.flow += batch.flow
-        expected.amplitude += batch.amplitude
-    assert len(expected.flow) == 6 and len(expected.amplitude) == 6
-    queue = runner.buffer.queue  # type: ignore[attr-defined]
-    assert len(queue) == 1  # one chunk for the turn
-    records = queue[0].records
-    # Each kind in request order (the flow events, then the Amplitude events).
-    assert [r for r in records if isinstance(r, FlowEvent)] == expected.flow
-    assert [r for r in records if isinstance(r, AmplitudeEvent)] == expected.amplitude
-    assert stats.get("sink.received", sink="memory") == 12
+    (turn,) = dispatcher.submitted
+    # Each kind in order: the flow starts', then the batches', each in arrival order.
+    expected = [s[1] for s in starts for _ in range(2)] + [
+        b.flowId for b in bodies for _ in range(2)
+    ]
+    assert flow_ids(turn) == expected
+    alone = [pipeline.begin_flow(*s) for s in starts] + [
+        pipeline.process_batch(b, REQ) for b in bodies
+    ]
+    assert turn.amplitude == [a for batch in alone for a in batch.amplitude]
+    assert stats.get("sink.received", sink="memory") == len(turn)
+    # The next turn is a submit of its own.
+    deferred.add(decoded(), REQ)
+    await next_turn()
+    assert len(dispatcher.submitted) == 2
 
 
-async def test_a_batch_the_pipeline_fails_on_costs_only_its_own_records() -> None:
-    pipeline, dispatcher, runner, stats = parts()
-    deferred = Deferred(pipeline, dispatcher)
-    req = RequestInfo(received=now_ms(), user_agent="Firefox", accept_language="en-US")
+async def test_what_the_pipeline_fails_on_costs_only_its_own_records() -> None:
+    pipeline, dispatcher, deferred, stats = parts()
     first, bad, last = decoded(), decoded(), decoded()
-    pipeline.bad_flow = bad.flowId
+    good_start, bad_start = start(), start()
+    pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
+    deferred.add_start(bad_start)
+    deferred.add_start(good_start)
     for one in (first, bad, last):
-        deferred.add(one, req)
+        deferred.add(one, REQ)
     await next_turn()
-    assert flow_ids(runner) == [first.flowId] * 2 + [last.flowId] * 2
-    assert stats.get("ingest.failed") == 1
-    # The turn's first batch failing: the next one still goes out.
-    pipeline.bad_flow = first.flowId
-    deferred.add(first, req)
-    deferred.add(last, req)
-    await next_turn()
-    assert flow_ids(runner) == [first.flowId] * 2 + [last.flowId] * 4
+    (turn,) = dispatcher.submitted
+    assert flow_ids(turn) == [good_start[1]] * 2 + [first.flowId] * 2 + [last.flowId] * 2
     assert stats.get("ingest.failed") == 2
+    # Every one of a turn failing: nothing to submit, nothing raised.
+    deferred.add(bad, REQ)
+    deferred.add_start(bad_start)
+    await next_turn()
+    assert len(dispatcher.submitted) == 1 and stats.get("ingest.failed") == 4
+
+
+async def test_watched_each_request_is_submitted_alone_and_a_failure_costs_only_it() -> None:
+    tap = Tap(lambda: [("memory", frozenset({"amplitude", "flow"}))])
+    subscriber = Subscriber(TapFilter())
+    tap.subscribe(subscriber)
+    pipeline, dispatcher, deferred, stats = parts(tap)
+    first, bad, last = decoded(), decoded(), decoded()
+    good_start, bad_start = start(), start()
+    pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
+    deferred.add_start(bad_start)
+    deferred.add_start(good_start)
+    for one in (first, bad, last):
+        deferred.add(one, REQ)
+    await next_turn()
+    assert [flow_ids(batch) for batch in dispatcher.submitted] == [
+        [good_start[1]] * 2,
+        [first.flowId] * 2,
+        [last.flowId] * 2,
+    ]
+    assert stats.get("ingest.failed") == 2
+    published = b"".join(subscriber.lines)
+    for flow_id in (good_start[1], first.flowId, last.flowId):
+        assert str(flow_id).encode() in published

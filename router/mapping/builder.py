@@ -147,6 +147,10 @@ KEYED_FIELDS = frozenset(
 )
 
 
+# Mappings whose properties a kept shape shares (`_Shared.static_props`), at most.
+MAX_SHARED_PROPS = 256
+
+
 @lru_cache(maxsize=1024)
 def keyed_fields(fields: tuple[tuple[str, str], ...]) -> bool:
     """Does a mapping copy only fields of a request shape's key?"""
@@ -347,6 +351,10 @@ class RecordBuilder:
                     value = subject.field(field)
                     if value is not None:
                         props[prop] = value
+                if static and len(known) >= MAX_SHARED_PROPS:
+                    # Fuzzy rules make a mapping per event name they match: a flood of
+                    # distinct names must not grow a kept shape's cache.
+                    known.clear()
                 known[id(mapping)] = (mapping, props)
         append = out.amplitude.append
         template = shared.amplitude

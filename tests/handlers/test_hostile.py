@@ -195,10 +195,12 @@ def test_passed_pages_stay_bounded_and_ids_are_still_checked() -> None:
             assert exc.path == f"$.{field}"
         else:
             raise AssertionError(f"a bad {field} passed")
-    # A page that never passed names its first bad field, in the body's field order.
-    try:
-        check_patterns(decoded(context="BAD CONTEXT", utm_source="bad source!"))
-    except BadRequest as exc:
-        assert exc.path == "$.context"
-    else:
-        raise AssertionError("a bad context passed")
+    # A page that never passed names its first bad field, in the body's field order,
+    # however often it is sent (a refused page is not kept).
+    for _ in range(2):
+        try:
+            check_patterns(decoded(context="BAD CONTEXT", utm_source="bad source!"))
+        except BadRequest as exc:
+            assert exc.path == "$.context"
+        else:
+            raise AssertionError("a bad context passed")

@@ -14,7 +14,12 @@ from router.enrich.flow import FlowSigner, now_ms
 from router.enrich.geo import GeoDB
 from router.events import MetricsBody
 from router.mapping import Pipeline
-from router.mapping.builder import KEYED_FIELDS, MAX_REQUEST_SHAPES, MAX_STEPS
+from router.mapping.builder import (
+    KEYED_FIELDS,
+    MAX_REQUEST_SHAPES,
+    MAX_SHARED_PROPS,
+    MAX_STEPS,
+)
 from router.mapping.subject import RequestInfo
 from router.records import RecordBatch
 from router.ruletable import RuleTable
@@ -321,3 +326,18 @@ def test_a_rules_reload_forgets_the_request_shapes(rules: RuleTable) -> None:
     assert builder._request_shapes
     builder.use(RuleSet(KINDS))
     assert not builder._request_shapes
+
+
+def test_a_shapes_shared_properties_stay_bounded(rules: RuleTable) -> None:
+    # A fuzzy rule makes a mapping per event name it matches: a flood of distinct names
+    # on one page must not grow the page's shared properties without bound.
+    builder = pipeline(rules)
+    req = RequestInfo(received=now_ms(), user_agent=UA)
+    for start in range(0, 3 * MAX_SHARED_PROPS, 100):
+        names = [(f"flow.install_from.x{start + n}", n) for n in range(100)]
+        batch = msgspec.json.decode(msgspec.json.encode(body(names)), type=MetricsBody)
+        got = builder.process_batch(batch, req)
+        assert as_json(got) == as_json(afresh(rules, batch, req))
+        assert got.amplitude[0].event_type == "fxa_connect_device - view"
+        (shape,) = builder._request_shapes.values()
+        assert 0 < len(shape.shared.static_props) <= MAX_SHARED_PROPS

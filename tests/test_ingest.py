@@ -25,7 +25,11 @@ from .conftest import FLOW_KEY
 from .support.bodies import body
 
 EVENTS = [("screen.enter-email", 10), ("flow.enter-email.submit", 20)]
-REQ = RequestInfo(received=now_ms(), user_agent="Firefox", accept_language="en-US")
+
+
+def request() -> RequestInfo:
+    """The request info of a request received now (after the flows in `body` began)."""
+    return RequestInfo(received=now_ms(), user_agent="Firefox", accept_language="en-US")
 
 
 class Failing(Pipeline):
@@ -73,7 +77,7 @@ def decoded(**overrides: Any) -> MetricsBody:
 def start() -> FlowStart:
     flow_id, begin = FlowSigner(FLOW_KEY).create()
     query = FlowQuery(entrypoint="firstrun", form_type="email")
-    return (query, flow_id, begin, "d" * 32, REQ)
+    return (query, flow_id, begin, "d" * 32, request())
 
 
 def flow_ids(batch: RecordBatch) -> list[str]:
@@ -90,12 +94,13 @@ async def next_turn() -> None:
 
 async def test_a_turns_starts_and_batches_reach_the_sinks_in_one_submit() -> None:
     pipeline, dispatcher, deferred, stats = parts()
+    req = request()
     bodies = [decoded(), decoded(), decoded()]
     starts = [start(), start()]
-    deferred.add(bodies[0], REQ)
+    deferred.add(bodies[0], req)
     deferred.add_start(starts[0])
-    deferred.add(bodies[1], REQ)
-    deferred.add(bodies[2], REQ)
+    deferred.add(bodies[1], req)
+    deferred.add(bodies[2], req)
     deferred.add_start(starts[1])
     assert not dispatcher.submitted  # nothing before the answers are written
     await next_turn()
@@ -106,31 +111,32 @@ async def test_a_turns_starts_and_batches_reach_the_sinks_in_one_submit() -> Non
     ]
     assert flow_ids(turn) == expected
     alone = [pipeline.begin_flow(*s) for s in starts] + [
-        pipeline.process_batch(b, REQ) for b in bodies
+        pipeline.process_batch(b, req) for b in bodies
     ]
     assert turn.amplitude == [a for batch in alone for a in batch.amplitude]
     assert stats.get("sink.received", sink="memory") == len(turn)
     # The next turn is a submit of its own.
-    deferred.add(decoded(), REQ)
+    deferred.add(decoded(), req)
     await next_turn()
     assert len(dispatcher.submitted) == 2
 
 
 async def test_what_the_pipeline_fails_on_costs_only_its_own_records() -> None:
     pipeline, dispatcher, deferred, stats = parts()
+    req = request()
     first, bad, last = decoded(), decoded(), decoded()
     good_start, bad_start = start(), start()
     pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
     deferred.add_start(bad_start)
     deferred.add_start(good_start)
     for one in (first, bad, last):
-        deferred.add(one, REQ)
+        deferred.add(one, req)
     await next_turn()
     (turn,) = dispatcher.submitted
     assert flow_ids(turn) == [good_start[1]] * 2 + [first.flowId] * 2 + [last.flowId] * 2
     assert stats.get("ingest.failed") == 2
     # Every one of a turn failing: nothing to submit, nothing raised.
-    deferred.add(bad, REQ)
+    deferred.add(bad, req)
     deferred.add_start(bad_start)
     await next_turn()
     assert len(dispatcher.submitted) == 1 and stats.get("ingest.failed") == 4
@@ -141,13 +147,14 @@ async def test_watched_each_request_is_submitted_alone_and_a_failure_costs_only_
     subscriber = Subscriber(TapFilter())
     tap.subscribe(subscriber)
     pipeline, dispatcher, deferred, stats = parts(tap)
+    req = request()
     first, bad, last = decoded(), decoded(), decoded()
     good_start, bad_start = start(), start()
     pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
     deferred.add_start(bad_start)
     deferred.add_start(good_start)
     for one in (first, bad, last):
-        deferred.add(one, REQ)
+        deferred.add(one, req)
     await next_turn()
     assert [flow_ids(batch) for batch in dispatcher.submitted] == [
         [good_start[1]] * 2,

@@ -246,12 +246,9 @@ def check_patterns(body: MetricsBody) -> None:
     """The `Checked` patterns of a decoded body; BadRequest names the first failing field."""
     page = _page_values(body)
     if page in _PASSED_PAGES:
-        for name, checked in _ID_CHECKS:
-            value = getattr(body, name)
-            if value is not None and value not in checked.seen:
-                checked.check(value, f"$.{name}")
+        _check_fields(body, _ID_CHECKS)
     else:
-        _check_fields(body)
+        _check_fields(body, _BODY_CHECKS)
         if sum(len(value) for value in page if value) <= MAX_PAGE_CHARACTERS:
             if len(_PASSED_PAGES) >= MAX_PASSED_PAGES:
                 _PASSED_PAGES.clear()
@@ -259,9 +256,9 @@ def check_patterns(body: MetricsBody) -> None:
     _check_lists(body)
 
 
-def _check_fields(body: MetricsBody) -> None:
-    """Every checked field, in order: the first failing one is the one named."""
-    for name, checked in _BODY_CHECKS:
+def _check_fields(body: MetricsBody, checks: tuple[tuple[str, Checked], ...]) -> None:
+    """The fields of `checks`, in order: the first failing one is the one named."""
+    for name, checked in checks:
         value = getattr(body, name)
         # A value seen before costs a set lookup here, not a call.
         if value is not None and value not in checked.seen:

@@ -64,7 +64,7 @@ class Deferred:
         tap = self.tap
         if tap is not None and tap.subscribers:
             # Watched: each request's records are published, and submitted, on their own.
-            for batch in self._made(self._watched_start, starts):
+            for batch in self._made(self.begin, starts):
                 submit(batch)
             for batch in self._made(self._watched_batch, pending):
                 submit(batch)
@@ -105,10 +105,13 @@ class Deferred:
         assert self.tap is not None
         return self.tap.metrics_batch(self.pipeline, body, req)
 
-    def _watched_start(
+    def begin(
         self, query: FlowQuery, flow_id: str, begin: int, device_id: str, req: RequestInfo
     ) -> RecordBatch:
-        assert self.tap is not None
+        """A flow start's records, published to the tap when someone watches (strict
+        mode's handler calls this itself)."""
         batch = self.pipeline.begin_flow(query, flow_id, begin, device_id, req)
+        if self.tap is None:
+            return batch
         names = begin_names(query.form_type)
         return self.tap.request(self.pipeline, "/metrics-flow", names, batch)

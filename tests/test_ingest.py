@@ -92,6 +92,23 @@ async def next_turn() -> None:
     await turn
 
 
+async def a_turn_with_failures(
+    pipeline: Failing, deferred: Deferred
+) -> tuple[MetricsBody, FlowStart, tuple[FlowStart, MetricsBody, MetricsBody]]:
+    """One turn: a flow start and a batch the pipeline fails on among good ones; the bad
+    batch, the bad start, and the good start, first and last batches."""
+    req = request()
+    first, bad, last = decoded(), decoded(), decoded()
+    good_start, bad_start = start(), start()
+    pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
+    deferred.add_start(bad_start)
+    deferred.add_start(good_start)
+    for one in (first, bad, last):
+        deferred.add(one, req)
+    await next_turn()
+    return bad, bad_start, (good_start, first, last)
+
+
 async def test_a_turns_starts_and_batches_reach_the_sinks_in_one_submit() -> None:
     pipeline, dispatcher, deferred, stats = parts()
     req = request()
@@ -123,20 +140,13 @@ async def test_a_turns_starts_and_batches_reach_the_sinks_in_one_submit() -> Non
 
 async def test_what_the_pipeline_fails_on_costs_only_its_own_records() -> None:
     pipeline, dispatcher, deferred, stats = parts()
-    req = request()
-    first, bad, last = decoded(), decoded(), decoded()
-    good_start, bad_start = start(), start()
-    pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
-    deferred.add_start(bad_start)
-    deferred.add_start(good_start)
-    for one in (first, bad, last):
-        deferred.add(one, req)
-    await next_turn()
+    bad, bad_start, good = await a_turn_with_failures(pipeline, deferred)
+    good_start, first, last = good
     (turn,) = dispatcher.submitted
     assert flow_ids(turn) == [good_start[1]] * 2 + [first.flowId] * 2 + [last.flowId] * 2
     assert stats.get("ingest.failed") == 2
     # Every one of a turn failing: nothing to submit, nothing raised.
-    deferred.add(bad, req)
+    deferred.add(bad, request())
     deferred.add_start(bad_start)
     await next_turn()
     assert len(dispatcher.submitted) == 1 and stats.get("ingest.failed") == 4
@@ -147,15 +157,7 @@ async def test_watched_each_request_is_submitted_alone_and_a_failure_costs_only_
     subscriber = Subscriber(TapFilter())
     tap.subscribe(subscriber)
     pipeline, dispatcher, deferred, stats = parts(tap)
-    req = request()
-    first, bad, last = decoded(), decoded(), decoded()
-    good_start, bad_start = start(), start()
-    pipeline.bad_flows = frozenset({bad.flowId, bad_start[1]})
-    deferred.add_start(bad_start)
-    deferred.add_start(good_start)
-    for one in (first, bad, last):
-        deferred.add(one, req)
-    await next_turn()
+    _, _, (good_start, first, last) = await a_turn_with_failures(pipeline, deferred)
     assert [flow_ids(batch) for batch in dispatcher.submitted] == [
         [good_start[1]] * 2,
         [first.flowId] * 2,

@@ -11,7 +11,6 @@ from aiohttp import web
 from ..errors import BadRequest, Forbidden
 from ..events import FlowQuery
 from ..state import ALLOWED_ORIGINS, DEFERRED, PIPELINE, SETTINGS, SIGNER, STATS, TAP
-from ..watching.tap import begin_names
 from .answer import Answer
 from .common import accept, check_capacity, request_info
 
@@ -82,10 +81,7 @@ async def get_metrics_flow(request: web.Request) -> web.StreamResponse:
         start = (query, flow_id, begin, device_id, req)
         if settings.spool.strict:
             # The answer promises the records are on disk.
-            pipeline = app[PIPELINE]
-            names = begin_names(query.form_type)
-            batch = pipeline.begin_flow(*start)
-            await accept(app, app[TAP].request(pipeline, "/metrics-flow", names, batch))
+            await accept(app, app[DEFERRED].begin(*start))
         else:
             app[DEFERRED].add_start(start)
         stats.incr("metrics_flow.begin")
